@@ -1,0 +1,31 @@
+"""Every audit action, declared once with a description a reader can understand."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+ACTIONS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "organization.created": "An organization was created",
+        "organization.updated": "The organization's settings changed",
+        "environment.created": "An environment was created",
+        "environment.updated": "An environment was renamed",
+        "environment.deleted": "An environment was deleted",
+        "member.invited": "A person was invited and given a role",
+        "member.role_changed": "A member's role changed",
+        "member.environment_role_set": "A member's role in one environment was narrowed or reset",
+        "member.removed": "A member was removed from the organization",
+        "apikey.created": "An API key was created",
+        "apikey.revoked": "An API key was revoked",
+    }
+)
+
+
+class UnknownAuditAction(KeyError):
+    pass
+
+
+def check_action(action: str) -> str:
+    if action not in ACTIONS:
+        raise UnknownAuditAction(f"Undeclared audit action {action!r}; add it to ACTIONS.")
+    return action

@@ -1,0 +1,249 @@
+"""Django settings for Station.
+
+Every value comes from the environment through `station.env`; the README's configuration
+table lists each variable. With no DATABASE_URL / CELERY_BROKER_URL, Station uses the embedded
+PostgreSQL and broker that `station up` runs from STATION_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from station import datadir
+from station.env import env_bool, env_int, env_list, env_optional, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = datadir.data_dir()
+
+# Embedded mode: no external database configured. Credentials are generated into DATA_DIR.
+EMBEDDED_DATABASE = env_optional("DATABASE_URL") is None
+EMBEDDED_BROKER = env_optional("CELERY_BROKER_URL") is None
+_local = (
+    datadir.load_credentials(DATA_DIR)
+    if EMBEDDED_DATABASE or env_optional("STATION_SECRET_KEY") is None
+    else None
+)
+
+SECRET_KEY = env_optional("STATION_SECRET_KEY") or (_local.secret_key if _local else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("Environment variable STATION_SECRET_KEY is required.")
+DEBUG = env_bool("STATION_DEBUG", False)
+ALLOWED_HOSTS = env_list("STATION_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("STATION_CSRF_TRUSTED_ORIGINS", [])
+PUBLIC_URL = env_str("STATION_PUBLIC_URL", "http://localhost:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "allauth",
+    "allauth.account",
+    "station.core",
+    "tenants",
+    "audit",
+    "billing",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "station.core.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "tenants.middleware.OrgContextMiddleware",
+]
+
+ROOT_URLCONF = "station.urls"
+WSGI_APPLICATION = "station.wsgi.application"
+ASGI_APPLICATION = "station.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "frontend.context.console",
+            ],
+        },
+    }
+]
+
+# --- Database -----------------------------------------------------------------------------
+# The web and worker processes connect as the app role (owns nothing, cannot bypass RLS).
+# `station migrate` sets STATION_DB_ROLE=owner to connect as the owner role instead.
+DB_ROLE = env_str("STATION_DB_ROLE", "app")
+if DB_ROLE not in {"app", "owner"}:
+    raise ImproperlyConfigured("STATION_DB_ROLE must be 'app' or 'owner'.")
+
+if EMBEDDED_DATABASE:
+    assert _local is not None
+    _role, _password = (
+        (datadir.OWNER_ROLE, _local.owner_password)
+        if DB_ROLE == "owner"
+        else (datadir.APP_ROLE, _local.app_password)
+    )
+    DATABASE_URL = datadir.embedded_database_url(DATA_DIR, role=_role, password=_password)
+    DATABASE_OWNER_URL = datadir.embedded_database_url(
+        DATA_DIR, role=datadir.OWNER_ROLE, password=_local.owner_password
+    )
+    DATABASE_SUPERUSER_URL: str | None = (
+        f"postgres://postgres@{quote(str(datadir.pg_socket_dir(DATA_DIR)), safe='')}/postgres"
+    )
+else:
+    _app_url = env_str("DATABASE_URL")
+    DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL", _app_url)
+    DATABASE_URL = DATABASE_OWNER_URL if DB_ROLE == "owner" else _app_url
+    DATABASE_SUPERUSER_URL = env_optional("DATABASE_SUPERUSER_URL")
+
+DATABASES = {
+    "default": {
+        **dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("STATION_DB_CONN_MAX_AGE", 60)),
+        # One transaction per request: the org context (app.org_id) is transaction-local.
+        "ATOMIC_REQUESTS": True,
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": env_str("STATION_TEST_DATABASE_NAME", "test_station")},
+    }
+}
+# Name of the role the app connects as; migrations grant it privileges on every table.
+DATABASE_APP_ROLE = dj_database_url.parse(env_optional("DATABASE_URL") or DATABASE_URL)["USER"] if not EMBEDDED_DATABASE else datadir.APP_ROLE
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "tenants.User"
+
+# --- Auth (django-allauth) ----------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_ALLOW_REGISTRATION = env_bool("STATION_ALLOW_SIGNUP", False)
+ACCOUNT_ADAPTER = "frontend.adapters.StationAccountAdapter"
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+LOGIN_REDIRECT_URL = "/"
+LOGIN_URL = "/accounts/login/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("STATION_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+EMAIL_BACKEND = env_str("STATION_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("STATION_FROM_EMAIL", "station@localhost")
+
+# --- REST API -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["station.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["station.api.permissions.HasOrgPermission"],
+    "DEFAULT_PAGINATION_CLASS": "station.api.pagination.StationCursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "station.api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Station API",
+    "DESCRIPTION": "Control plane for AI agents that use MCP tools. Authenticate with an "
+    "organization API key: `Authorization: Bearer stk_…`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+API_MAX_PAGE_SIZE = 200
+API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("STATION_API_KEY_LAST_USED_SECONDS", 60)
+# Keyed hashes of API keys and the audit chain use keys derived from these secrets.
+API_KEY_PEPPER = env_optional("STATION_API_KEY_PEPPER") or SECRET_KEY
+AUDIT_CHAIN_KEY = env_optional("STATION_AUDIT_CHAIN_KEY") or SECRET_KEY
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (
+    f"redis+socket://{datadir.broker_socket(DATA_DIR)}"
+)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("STATION_TASK_TIME_LIMIT", 900)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# Visibility timeout must exceed the hard time limit, or long tasks run twice (DESIGN.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ALWAYS_EAGER = env_bool("STATION_CELERY_EAGER", False)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Static files, i18n ---------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging: structured JSON with the request id ------------------------------------------
+LOG_LEVEL = env_str("STATION_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "station.core.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"

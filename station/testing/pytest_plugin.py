@@ -1,0 +1,126 @@
+"""pytest plugin (loaded with `-p station.testing.pytest_plugin`).
+
+Makes the test database the way production runs: created and migrated by the owner role,
+then every test connects as the app role, so row-level security is really in force. With no
+DATABASE_URL it starts the embedded PostgreSQL (in var/test) first; with one (and
+DATABASE_SUPERUSER_URL) it bootstraps the roles on that server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before Django reads settings: tests get their own data dir, apart from `station up`'s.
+os.environ.setdefault("STATION_DATA_DIR", str(Path("var/test").resolve()))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "station.settings")
+
+
+def _owner_credentials() -> tuple[str, str]:
+    import dj_database_url
+    from django.conf import settings
+
+    owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
+    return owner["USER"], owner["PASSWORD"]
+
+
+@contextmanager
+def as_owner() -> Iterator[None]:
+    """Point the default connection at the owner role for the duration of the block."""
+    from django.db import connections
+
+    conn = connections["default"]
+    saved = conn.settings_dict["USER"], conn.settings_dict["PASSWORD"]
+    conn.close()
+    conn.settings_dict["USER"], conn.settings_dict["PASSWORD"] = _owner_credentials()
+    try:
+        yield
+    finally:
+        conn.close()
+        conn.settings_dict["USER"], conn.settings_dict["PASSWORD"] = saved
+
+
+def prepare_server() -> None:
+    from django.conf import settings
+    from django.db import connections
+
+    from station import datadir, dbsetup, embedded
+
+    if settings.EMBEDDED_DATABASE:
+        root = settings.DATA_DIR
+        embedded.start_postgres(root)
+        embedded.bootstrap_database(root)
+        # The socket directory is only known once the server runs.
+        connections["default"].settings_dict["HOST"] = str(datadir.pg_socket_dir(root))
+        return
+    if settings.DATABASE_SUPERUSER_URL:
+        import dj_database_url
+
+        app = dj_database_url.parse(os.environ["DATABASE_URL"])
+        owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
+        dbsetup.bootstrap(settings.DATABASE_SUPERUSER_URL, dbsetup.RolePlan(
+            owner=owner["USER"], owner_password=owner["PASSWORD"],
+            app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"]))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request: pytest.FixtureRequest, django_test_environment: None, django_db_blocker: Any
+) -> Iterator[None]:
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        prepare_server()
+        with as_owner():
+            config = setup_databases(verbosity=0, interactive=False, keepdb=False,
+                                     serialized_aliases=[])
+    yield
+    with django_db_blocker.unblock(), as_owner():
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture
+def owner_cursor(django_db_setup: None, django_db_blocker: Any) -> Iterator[Any]:
+    """A separate autocommit connection as the owner role (for tamper tests and cleanup)."""
+    import psycopg
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    params["user"], params["password"] = _owner_credentials()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.pop("prepare_threshold", None)
+    with psycopg.connect(**params, autocommit=True) as conn, conn.cursor() as cur:
+        yield cur
+
+
+def truncate_all_as_owner(cur: Any) -> None:
+    """Empty every table between committed-data tests; audit triggers are the owner's to lift."""
+    cur.execute(
+        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname='public'"
+        " AND tablename <> 'django_migrations'"
+    )
+    (tables,) = cur.fetchone()
+    cur.execute("BEGIN")
+    cur.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
+    cur.execute(f"TRUNCATE {tables} CASCADE")
+    cur.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+    cur.execute("COMMIT")
+
+
+@pytest.fixture
+def committed_db(django_db_setup: None, django_db_blocker: Any, owner_cursor: Any) -> Iterator[None]:
+    """Database access with real commits (other connections see the data); emptied after."""
+    with django_db_blocker.unblock():
+        try:
+            yield
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+            truncate_all_as_owner(owner_cursor)

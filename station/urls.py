@@ -1,0 +1,35 @@
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from station.api import errors as api_errors
+from station.core import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/", include("station.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(
+        authentication_classes=[], permission_classes=[]), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(
+        url_name="api-schema", authentication_classes=[], permission_classes=[]),
+        name="api-docs"),
+    path("accounts/", include("allauth.urls")),
+    path("", include("frontend.urls")),
+]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api_errors.api_not_found(request, exception)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception, template_name="console/404.html")
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api_errors.api_server_error(request)
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,128 @@
+"""One function answers every access question: `authorize(principal, permission, org, env)`.
+
+A principal is a user (through their membership and any per-environment narrowing) or an API
+key (its scopes, intersected with its creator's permissions *at use time*, and its optional
+environment binding).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from station.core.errors import AccessDenied
+from tenants.permissions import check_permission_name, role_permissions
+
+if TYPE_CHECKING:
+    from tenants.models import ApiKey, Environment, Organization, User
+
+
+@dataclass
+class Principal:
+    kind: Literal["user", "api_key", "system"]
+    user: User | None = None
+    api_key: ApiKey | None = None
+    label: str = ""
+    _cache: dict[tuple[uuid.UUID, uuid.UUID | None], frozenset[str]] = field(
+        default_factory=dict, repr=False
+    )
+
+    @classmethod
+    def for_user(cls, user: User) -> Principal:
+        return cls(kind="user", user=user, label=user.email)
+
+    @classmethod
+    def for_api_key(cls, key: ApiKey) -> Principal:
+        return cls(kind="api_key", api_key=key, label=key.display)
+
+    @classmethod
+    def system(cls, label: str = "system") -> Principal:
+        return cls(kind="system", label=label)
+
+    @property
+    def actor_id(self) -> str | None:
+        if self.user is not None:
+            return str(self.user.pk)
+        if self.api_key is not None:
+            return str(self.api_key.pk)
+        return None
+
+
+def _member_permissions(
+    user_id: uuid.UUID, org_id: uuid.UUID, env_id: uuid.UUID | None
+) -> frozenset[str]:
+    from tenants.models import EnvironmentRole, Membership
+
+    membership = (
+        Membership.objects.filter(organization_id=org_id, user_id=user_id, user__is_active=True)
+        .only("id", "role")
+        .first()
+    )
+    if membership is None:
+        return frozenset()
+    perms = role_permissions(membership.role)
+    if env_id is not None:
+        narrowed = (
+            EnvironmentRole.objects.filter(membership=membership, environment_id=env_id)
+            .values_list("role", flat=True)
+            .first()
+        )
+        if narrowed is not None:
+            perms = perms & role_permissions(narrowed)
+    return perms
+
+
+def effective_permissions(
+    principal: Principal, org: Organization | uuid.UUID, environment: Environment | None = None
+) -> frozenset[str]:
+    org_id = org if isinstance(org, uuid.UUID) else org.pk
+    env_id = environment.pk if environment is not None else None
+    cache_key = (org_id, env_id)
+    if cache_key in principal._cache:
+        return principal._cache[cache_key]
+
+    perms: frozenset[str]
+    if principal.kind == "system":
+        from tenants.permissions import PERMISSIONS
+
+        perms = frozenset(PERMISSIONS)
+    elif principal.kind == "user" and principal.user is not None:
+        perms = _member_permissions(principal.user.pk, org_id, env_id)
+    elif principal.kind == "api_key" and principal.api_key is not None:
+        key = principal.api_key
+        if key.organization_id != org_id or not key.is_usable():
+            perms = frozenset()
+        elif key.environment_id is not None and env_id is not None and key.environment_id != env_id:
+            perms = frozenset()
+        else:
+            perms = frozenset(key.scopes)
+            if key.created_by_id is not None:
+                # Never wider than the creator's permissions now, not at creation time.
+                perms &= _member_permissions(
+                    key.created_by_id, org_id, env_id or key.environment_id
+                )
+    else:
+        perms = frozenset()
+    principal._cache[cache_key] = perms
+    return perms
+
+
+def has_permission(
+    principal: Principal,
+    permission: str,
+    org: Organization | uuid.UUID,
+    environment: Environment | None = None,
+) -> bool:
+    check_permission_name(permission)
+    return permission in effective_permissions(principal, org, environment)
+
+
+def authorize(
+    principal: Principal,
+    permission: str,
+    org: Organization | uuid.UUID,
+    environment: Environment | None = None,
+) -> None:
+    if not has_permission(principal, permission, org, environment):
+        raise AccessDenied(permission)

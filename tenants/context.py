@@ -1,0 +1,109 @@
+"""The current organization: a ContextVar mirrored into PostgreSQL per transaction.
+
+`org_scope(org)` sets the context for a block (it opens a transaction). The database guard is
+an execute wrapper on every connection: before the first statement of each transaction it runs
+`set_config('app.org_id', <org>, true)`, so row-level security sees the same org as Python.
+The setting is transaction-local: it can never leak into the next request on a pooled
+connection. With no org set, RLS policies see no rows (fail closed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+_current_org: ContextVar[uuid.UUID | None] = ContextVar("station_org", default=None)
+
+
+class NoOrgContext(RuntimeError):
+    """A tenant-scoped query ran with no organization in context."""
+
+
+def current_org_id() -> uuid.UUID | None:
+    return _current_org.get()
+
+
+def require_org_id() -> uuid.UUID:
+    org_id = _current_org.get()
+    if org_id is None:
+        raise NoOrgContext("No organization in context: tenant data is not reachable here.")
+    return org_id
+
+
+def _as_uuid(org: Any) -> uuid.UUID:
+    if isinstance(org, uuid.UUID):
+        return org
+    if hasattr(org, "pk"):
+        return uuid.UUID(str(org.pk))
+    return uuid.UUID(str(org))
+
+
+def activate(org: Any) -> object:
+    """Set the org for the rest of the current request/task; returns a token for `deactivate`."""
+    return _current_org.set(_as_uuid(org))
+
+
+def deactivate(token: object) -> None:
+    _current_org.reset(token)  # type: ignore[arg-type]
+
+
+def clear() -> None:
+    _current_org.set(None)
+
+
+@contextmanager
+def org_scope(org: Any) -> Iterator[uuid.UUID]:
+    """Run a block as `org`, inside a transaction (the DB setting is transaction-local)."""
+    org_id = _as_uuid(org)
+    token = _current_org.set(org_id)
+    try:
+        with transaction.atomic():
+            yield org_id
+    finally:
+        _current_org.reset(token)
+
+
+@contextmanager
+def no_org_scope() -> Iterator[None]:
+    token = _current_org.set(None)
+    try:
+        yield
+    finally:
+        _current_org.reset(token)
+
+
+# --- database guard -------------------------------------------------------------------------
+
+_MARK = "_station_org_marker"
+
+
+def _org_guard(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    connection: BaseDatabaseWrapper = context["connection"]
+    raw = connection.connection
+    org_id = _current_org.get()
+    wanted = str(org_id) if org_id else ""
+    if raw is not None and not connection.get_autocommit():
+        from psycopg.pq import TransactionStatus
+
+        if raw.info.transaction_status == TransactionStatus.IDLE:
+            marker = ""  # this statement begins a new transaction: nothing is set in it yet
+        else:
+            marker = getattr(connection, _MARK, "")
+        if marker != wanted:
+            with raw.cursor() as cursor:
+                cursor.execute("SELECT set_config('app.org_id', %s, true)", [wanted])
+        setattr(connection, _MARK, wanted)
+    return execute(sql, params, many, context)
+
+
+def install_org_guard(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
+    if connection.vendor == "postgresql" and _org_guard not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_org_guard)

@@ -1,0 +1,361 @@
+"""Writes for organizations, environments, members and API keys.
+
+Each function checks permission with `authorize`, writes, and records its audit event in the
+same transaction (STYLE.md §1). Views, the CLI and tasks call these; nothing else saves
+tenant models.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import services as audit
+from station.core.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from tenants import apikeys, platform
+from tenants.authz import Principal, authorize, effective_permissions
+from tenants.context import org_scope
+from tenants.models import (
+    DEFAULT_ENVIRONMENTS,
+    ApiKey,
+    Environment,
+    EnvironmentRole,
+    Membership,
+    Organization,
+    User,
+    slug_validator,
+)
+from tenants.permissions import OWNER_ROLE, PERMISSIONS, ROLES, role_permissions
+
+
+def _validate_slug(field: str, slug: str) -> str:
+    try:
+        slug_validator(slug)
+    except ValidationError as exc:
+        raise InvalidInput.field(field, str(exc.messages[0])) from exc
+    return slug
+
+
+def _validate_name(field: str, name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput.field(field, "This field may not be blank.")
+    if len(name) > 200:
+        raise InvalidInput.field(field, "Use at most 200 characters.")
+    return name
+
+
+def _validate_role(role: str, field: str = "role") -> str:
+    if role not in ROLES:
+        raise InvalidInput.field(field, f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
+    return role
+
+
+def _ensure_can_grant(actor: Principal, org: Organization, permissions: frozenset[str]) -> None:
+    """No privilege escalation: nobody hands out permissions they do not hold themselves."""
+    missing = sorted(permissions - effective_permissions(actor, org))
+    if missing:
+        raise AccessDenied(
+            missing[0], f"You cannot grant permissions you do not hold: {', '.join(missing)}."
+        )
+
+
+# --- organizations ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedOrganization:
+    organization: Organization
+    owner: User
+    owner_password: str | None  # set only when a new owner account was created
+
+
+def create_organization(
+    *, actor: Principal, slug: str, name: str, owner_email: str
+) -> CreatedOrganization:
+    """Platform operation: a new org with dev/staging/prod and its first owner."""
+    if actor.kind != "system":
+        raise AccessDenied("platform", "Only the platform operator creates organizations.")
+    _validate_slug("slug", slug)
+    name = _validate_name("name", name)
+    if platform.org_by_slug(slug) is not None:
+        raise Conflict(f"An organization with slug {slug!r} already exists.",
+                       errors={"slug": ["This slug is taken."]})
+    org_id = uuid.uuid4()
+    try:
+        with org_scope(org_id):
+            org = Organization.objects.create(id=org_id, slug=slug, name=name)
+            for env_slug, env_name in DEFAULT_ENVIRONMENTS:
+                Environment.objects.create(slug=env_slug, name=env_name)
+            owner, password = _get_or_create_user(owner_email)
+            Membership.objects.create(user=owner, role=OWNER_ROLE)
+            audit.record(
+                "organization.created", actor=actor, target=org,
+                changes={"slug": slug, "name": name, "owner": owner.email,
+                         "environments": [e for e, _ in DEFAULT_ENVIRONMENTS]},
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"An organization with slug {slug!r} already exists.",
+                       errors={"slug": ["This slug is taken."]}) from exc
+    return CreatedOrganization(org, owner, password)
+
+
+@transaction.atomic
+def update_organization(*, actor: Principal, org: Organization, name: str) -> Organization:
+    authorize(actor, "org.manage", org)
+    name = _validate_name("name", name)
+    before = org.name
+    if before == name:
+        return org
+    org.name = name
+    org.save(update_fields=["name"])
+    audit.record("organization.updated", actor=actor, target=org,
+                 changes={"name": [before, name]})
+    return org
+
+
+# --- environments -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_environment(*, actor: Principal, org: Organization, slug: str, name: str) -> Environment:
+    authorize(actor, "environments.write", org)
+    _validate_slug("slug", slug)
+    name = _validate_name("name", name)
+    if Environment.objects.filter(slug=slug).exists():
+        raise Conflict(f"An environment with slug {slug!r} already exists.",
+                       errors={"slug": ["This slug is taken in this organization."]})
+    env = Environment.objects.create(slug=slug, name=name)
+    audit.record("environment.created", actor=actor, target=env, environment_id=env.pk,
+                 changes={"slug": slug, "name": name})
+    return env
+
+
+@transaction.atomic
+def update_environment(*, actor: Principal, environment: Environment, name: str) -> Environment:
+    authorize(actor, "environments.write", environment.organization_id)
+    name = _validate_name("name", name)
+    before = environment.name
+    if before != name:
+        environment.name = name
+        environment.save(update_fields=["name"])
+        audit.record("environment.updated", actor=actor, target=environment,
+                     environment_id=environment.pk, changes={"name": [before, name]})
+    return environment
+
+
+@transaction.atomic
+def delete_environment(*, actor: Principal, environment: Environment) -> None:
+    authorize(actor, "environments.delete", environment.organization_id)
+    if Environment.objects.count() <= 1:
+        raise Conflict("An organization keeps at least one environment.")
+    snapshot = {"slug": environment.slug, "name": environment.name}
+    audit.record("environment.deleted", actor=actor, target=environment,
+                 environment_id=environment.pk, changes=snapshot)
+    environment.delete()
+
+
+# --- members ----------------------------------------------------------------------------------
+
+
+def _get_or_create_user(email: str) -> tuple[User, str | None]:
+    email = (email or "").strip().lower()
+    try:
+        User._meta.get_field("email").run_validators(email)
+        if not email:
+            raise ValidationError("An email address is required.")
+    except ValidationError as exc:
+        raise InvalidInput.field("email", exc.messages[0]) from exc
+    user = User.objects.filter(email=email).first()
+    if user is not None:
+        return user, None
+    password = secrets.token_urlsafe(12)
+    return User.objects.create_user(email=email, password=password), password
+
+
+def _lock_owners() -> int:
+    return len(list(Membership.objects.select_for_update().filter(role=OWNER_ROLE)))
+
+
+@transaction.atomic
+def invite_member(*, actor: Principal, org: Organization, email: str, role: str) -> Membership:
+    authorize(actor, "members.manage", org)
+    _validate_role(role)
+    _ensure_can_grant(actor, org, role_permissions(role))
+    user, _ = _get_or_create_user(email)
+    if Membership.objects.filter(user=user).exists():
+        raise Conflict(f"{user.email} is already a member.",
+                       errors={"email": ["Already a member of this organization."]})
+    membership = Membership.objects.create(user=user, role=role)
+    audit.record("member.invited", actor=actor, target=membership, target_label=user.email,
+                 changes={"email": user.email, "role": role})
+    transaction.on_commit(lambda: _send_invitation(user.email, org.name))
+    return membership
+
+
+def _send_invitation(email: str, org_name: str) -> None:
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    send_mail(
+        subject=f"You have been invited to {org_name} on Station",
+        message=(
+            f"You now have access to {org_name}. Set your password at "
+            f"{settings.PUBLIC_URL}/accounts/password/reset/ and sign in with {email}."
+        ),
+        from_email=None,
+        recipient_list=[email],
+        fail_silently=True,
+    )
+
+
+@transaction.atomic
+def change_member_role(*, actor: Principal, membership: Membership, role: str) -> Membership:
+    org_id = membership.organization_id
+    authorize(actor, "members.manage", org_id)
+    _validate_role(role)
+    before = membership.role
+    if before == role:
+        return membership
+    org = membership.organization
+    # Both the role given and the role taken away must be within the actor's own powers.
+    _ensure_can_grant(actor, org, role_permissions(role) | role_permissions(before))
+    if before == OWNER_ROLE and _lock_owners() <= 1:
+        raise Conflict("The last owner cannot be demoted; make someone else owner first.",
+                       errors={"role": ["This member is the organization's last owner."]})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit.record("member.role_changed", actor=actor, target=membership,
+                 target_label=membership.user.email, changes={"role": [before, role]})
+    return membership
+
+
+@transaction.atomic
+def set_environment_role(
+    *, actor: Principal, membership: Membership, environment: Environment, role: str | None
+) -> Membership:
+    """Narrow a member's permissions in one environment (role=None removes the narrowing)."""
+    authorize(actor, "members.manage", membership.organization_id)
+    if role is not None:
+        _validate_role(role)
+    existing = EnvironmentRole.objects.filter(membership=membership, environment=environment).first()
+    before = existing.role if existing else None
+    if before == role:
+        return membership
+    if role is None and existing is not None:
+        existing.delete()
+    elif existing is not None and role is not None:
+        existing.role = role
+        existing.save(update_fields=["role"])
+    elif role is not None:
+        EnvironmentRole.objects.create(membership=membership, environment=environment, role=role)
+    audit.record("member.environment_role_set", actor=actor, target=membership,
+                 target_label=membership.user.email, environment_id=environment.pk,
+                 changes={"environment": environment.slug, "role": [before, role]})
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, actor: Principal, membership: Membership) -> None:
+    org = membership.organization
+    authorize(actor, "members.manage", org)
+    _ensure_can_grant(actor, org, role_permissions(membership.role))
+    if membership.role == OWNER_ROLE and _lock_owners() <= 1:
+        raise Conflict("The last owner cannot be removed; make someone else owner first.")
+    audit.record("member.removed", actor=actor, target=membership,
+                 target_label=membership.user.email,
+                 changes={"email": membership.user.email, "role": membership.role})
+    membership.delete()
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    plaintext: str  # shown once, never stored
+
+
+def _resolve_scopes(scopes: list[str] | None, role: str | None) -> frozenset[str]:
+    if scopes is None and role is None:
+        raise InvalidInput.field("scopes", "Give either scopes or a role.")
+    if scopes is not None and role is not None:
+        raise InvalidInput.field("scopes", "Give either scopes or a role, not both.")
+    if role is not None:
+        return role_permissions(_validate_role(role))
+    assert scopes is not None
+    unknown = sorted(set(scopes) - set(PERMISSIONS))
+    if unknown:
+        raise InvalidInput.field("scopes", f"Unknown permissions: {', '.join(unknown)}.")
+    if not scopes:
+        raise InvalidInput.field("scopes", "A key needs at least one permission.")
+    return frozenset(scopes)
+
+
+@transaction.atomic
+def create_api_key(
+    *,
+    actor: Principal,
+    org: Organization,
+    name: str,
+    scopes: list[str] | None = None,
+    role: str | None = None,
+    environment: Environment | None = None,
+    expires_at: datetime | None = None,
+) -> CreatedApiKey:
+    authorize(actor, "apikeys.manage", org)
+    name = _validate_name("name", name)
+    wanted = _resolve_scopes(scopes, role)
+    if actor.kind != "system":
+        _ensure_can_grant(actor, org, wanted)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput.field("expires_at", "Must be in the future.")
+    if actor.api_key is not None and actor.api_key.environment_id is not None:
+        if environment is None or environment.pk != actor.api_key.environment_id:
+            raise AccessDenied("apikeys.manage",
+                               "An environment-bound key can only create keys for its environment.")
+    creator = actor.user or (actor.api_key.created_by if actor.api_key else None)
+    generated = apikeys.generate()
+    key = ApiKey.objects.create(
+        name=name,
+        key_id=generated.key_id,
+        secret_hash=apikeys.hash_secret(generated.secret),
+        last_four=generated.last_four,
+        scopes=sorted(wanted),
+        environment=environment,
+        created_by=creator,
+        expires_at=expires_at,
+    )
+    audit.record("apikey.created", actor=actor, target=key, target_label=key.display,
+                 environment_id=environment.pk if environment else None,
+                 changes={"name": name, "scopes": sorted(wanted),
+                          "environment": environment.slug if environment else None,
+                          "expires_at": expires_at})
+    return CreatedApiKey(key, generated.plaintext)
+
+
+@transaction.atomic
+def revoke_api_key(*, actor: Principal, api_key: ApiKey) -> ApiKey:
+    authorize(actor, "apikeys.manage", api_key.organization_id)
+    if api_key.revoked_at is not None:
+        return api_key
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked_at"])
+    audit.record("apikey.revoked", actor=actor, target=api_key, target_label=api_key.display)
+    return api_key
+
+
+def touch_api_key(key: ApiKey, *, resolution: timedelta) -> None:
+    """Record use, at most once per `resolution` (telemetry, not audited)."""
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= resolution:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
