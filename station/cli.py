@@ -1,0 +1,300 @@
+"""The `station` command: start everything, run production processes, operate the platform.
+
+Commands stay thin: they parse arguments and call services, the supervisor or Django.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def _setup_django(role: str = "app") -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "station.settings")
+    os.environ["STATION_DB_ROLE"] = role
+    import django
+
+    django.setup()
+
+
+def _die(message: str, code: int = 2) -> int:
+    print(f"station: {message}", file=sys.stderr)
+    return code
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from station.supervisor import Supervisor
+
+    return Supervisor(port=args.port, host=args.host, demo=not args.no_demo).run()
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    argv = [
+        sys.executable, "-m", "gunicorn", "station.wsgi:application",
+        "--bind", f"{args.host}:{args.port}",
+        "--workers", str(args.workers), "--threads", str(args.threads),
+        "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "20",
+        "--no-control-socket",
+    ]
+    from station import datadir
+
+    (datadir.data_dir() / "static").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT
+    os.execv(sys.executable, argv)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    argv = [sys.executable, "-m", "celery", "-A", "station", "worker",
+            "--loglevel", "INFO", "--concurrency", str(args.concurrency),
+            "--hostname", f"worker-{os.getpid()}@%h"]
+    os.execv(sys.executable, argv)
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from station import datadir
+
+    schedule = datadir.data_dir() / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "celery", "-A", "station", "beat", "--loglevel", "INFO",
+            "--schedule", str(schedule)]
+    os.execv(sys.executable, argv)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _setup_django(role="owner")
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=args.verbosity)
+    return 0
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+def cmd_db_bootstrap(args: argparse.Namespace) -> int:
+    from station import datadir, dbsetup, embedded
+
+    if not os.environ.get("DATABASE_URL"):
+        root = datadir.data_dir()
+        embedded.start_postgres(root)
+        embedded.bootstrap_database(root)
+        print(f"Embedded PostgreSQL ready in {datadir.pg_dir(root)}")
+        return 0
+    _setup_django()
+    import dj_database_url
+    from django.conf import settings
+
+    if not settings.DATABASE_SUPERUSER_URL:
+        return _die("set DATABASE_SUPERUSER_URL to create the roles and database.")
+    app = dj_database_url.parse(os.environ["DATABASE_URL"])
+    owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
+    if app["USER"] == owner["USER"]:
+        return _die("DATABASE_URL and DATABASE_OWNER_URL must use different roles.")
+    dbsetup.bootstrap(settings.DATABASE_SUPERUSER_URL, dbsetup.RolePlan(
+        owner=owner["USER"], owner_password=owner["PASSWORD"],
+        app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"]))
+    print(f"Roles {owner['USER']} (owner) and {app['USER']} (app) and database "
+          f"{app['NAME']} are ready.")
+    return 0
+
+
+def cmd_db_start(args: argparse.Namespace) -> int:
+    from station import datadir, embedded
+
+    root = datadir.data_dir()
+    started = embedded.start_postgres(root)
+    print(("Started" if started else "Already running:") + f" embedded PostgreSQL in {root}")
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from station import datadir, embedded
+
+    embedded.stop_postgres(datadir.data_dir())
+    print("Embedded PostgreSQL stopped.")
+    return 0
+
+
+# --- platform operations --------------------------------------------------------------------
+
+
+def cmd_org_create(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.core.errors import StationError
+    from tenants import services
+    from tenants.authz import Principal
+
+    try:
+        created = services.create_organization(
+            actor=Principal.system("cli"), slug=args.slug, name=args.name,
+            owner_email=args.owner)
+    except StationError as exc:
+        return _die(exc.detail)
+    print(f"Created organization {created.organization.slug} ({created.organization.pk}) "
+          "with environments dev, staging, prod.")
+    if created.owner_password:
+        print(f"Owner: {created.owner.email}\nOne-time password (change it after login): "
+              f"{created.owner_password}")
+    else:
+        print(f"Owner: {created.owner.email} (existing account; their password is unchanged)")
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.core.errors import StationError
+    from tenants import platform, services
+    from tenants.authz import Principal
+    from tenants.context import org_scope
+    from tenants.models import Environment, Organization
+
+    found = platform.org_by_slug(args.org)
+    if found is None:
+        return _die(f"no organization {args.org!r}.", 1)
+    try:
+        with org_scope(found.id):
+            env = None
+            if args.env:
+                env = Environment.objects.filter(slug=args.env).first()
+                if env is None:
+                    return _die(f"no environment {args.env!r} in {args.org}.", 1)
+            created = services.create_api_key(
+                actor=Principal.system("cli"), org=Organization.objects.get(pk=found.id),
+                name=args.name, role=args.role, environment=env)
+    except StationError as exc:
+        return _die(exc.detail)
+    print(created.plaintext)
+    print(f"(API key {created.api_key.display}, role {args.role}; shown once — store it now)",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    _setup_django(role="owner")
+    from audit.selectors import verify_current_org
+    from tenants import platform
+    from tenants.context import org_scope
+
+    if args.org:
+        found = platform.org_by_slug(args.org)
+        if found is None:
+            return _die(f"no organization {args.org!r}.", 1)
+        targets = [(found.id, found.slug)]
+    else:
+        from tenants.models import Organization
+
+        ids = platform.all_org_ids()
+        targets = []
+        for org_id in ids:
+            with org_scope(org_id):
+                targets.append((org_id, Organization.objects.get(pk=org_id).slug))
+    failed = 0
+    for org_id, slug in targets:
+        with org_scope(org_id):
+            result = verify_current_org()
+        print(f"{slug}: {result.describe()}")
+        failed += not result.ok
+    if not targets:
+        print("No organizations.")
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.demo import ensure_demo
+
+    login = ensure_demo()
+    print(f"Demo login: {login.email} / {login.password}")
+    return 0
+
+
+def cmd_manage(args: argparse.Namespace) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "station.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["station manage", *args.rest])
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="station", description=__doc__)
+    parser.add_argument("--data-dir", help="data directory (default $STATION_DATA_DIR or ./var)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str,
+            parent: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        p = (parent or sub).add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    up = add("up", cmd_up, "Start everything on this machine (embedded database and broker "
+             "unless DATABASE_URL / CELERY_BROKER_URL are set)")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--no-demo", action="store_true", help="do not create the demo organization")
+    up.add_argument("--data-dir", dest="data_dir_sub", help="data directory (default ./var)")
+
+    web = add("web", cmd_web, "Run the web server (production)")
+    web.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server process binds all
+    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--threads", type=int, default=4)
+    worker = add("worker", cmd_worker, "Run a Celery worker (production)")
+    worker.add_argument("--concurrency", type=int, default=2)
+    add("beat", cmd_beat, "Run the Celery beat scheduler (one per deployment)")
+    mig = add("migrate", cmd_migrate, "Apply database migrations as the owner role")
+    mig.add_argument("-v", "--verbosity", type=int, default=1)
+
+    db = sub.add_parser("db", help="Database roles and the embedded server")
+    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    add("bootstrap", cmd_db_bootstrap, "Create the owner and app roles and the database",
+        dbsub)
+    add("start", cmd_db_start, "Start the embedded PostgreSQL", dbsub)
+    add("stop", cmd_db_stop, "Stop the embedded PostgreSQL", dbsub)
+
+    org = sub.add_parser("org", help="Organizations (platform operator)")
+    orgsub = org.add_subparsers(dest="org_command", required=True, metavar="COMMAND")
+    oc = add("create", cmd_org_create, "Create an organization with dev/staging/prod", orgsub)
+    oc.add_argument("slug")
+    oc.add_argument("--name", required=True)
+    oc.add_argument("--owner", required=True, help="owner's email")
+
+    key = sub.add_parser("apikey", help="API keys (platform operator)")
+    keysub = key.add_subparsers(dest="apikey_command", required=True, metavar="COMMAND")
+    kc = add("create", cmd_apikey_create, "Create an API key; prints it once", keysub)
+    kc.add_argument("--org", required=True)
+    kc.add_argument("--name", required=True)
+    kc.add_argument("--role", required=True)
+    kc.add_argument("--env", help="bind the key to one environment")
+
+    audit = sub.add_parser("audit", help="The audit log")
+    auditsub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    av = add("verify", cmd_audit_verify, "Verify hash chains; names the first bad event",
+             auditsub)
+    av.add_argument("--org", help="only this organization (default: all)")
+
+    add("demo", cmd_demo, "Create the demo organization and login if missing")
+    manage = add("manage", cmd_manage, "Run a Django management command")
+    manage.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    data_dir = getattr(args, "data_dir_sub", None) or args.data_dir
+    if data_dir:
+        os.environ["STATION_DATA_DIR"] = str(Path(data_dir).resolve())
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
