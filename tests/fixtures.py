@@ -43,9 +43,33 @@ class OrgFixture:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.key(role, **kwargs)}")
         return client
 
+    def client_for(self, plaintext: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        return client
+
+    def add_member(self, email: str, role: str) -> Any:
+        """Invites `email` with `role` (as the platform); returns the Membership."""
+        with self.scope():
+            return services.invite_member(actor=SYSTEM, org=self.org, email=email, role=role)
+
+    def key_object(self, plaintext: str) -> Any:
+        """The ApiKey row behind a plaintext key of this org."""
+        from tenants import apikeys
+        from tenants.models import ApiKey
+
+        parsed = apikeys.parse(plaintext)
+        assert parsed is not None
+        with self.scope():
+            return ApiKey.objects.select_related("organization").get(key_id=parsed[0])
+
 
 @pytest.fixture
-def make_org(db: None) -> Callable[..., OrgFixture]:
+def make_org(request: pytest.FixtureRequest) -> Callable[..., OrgFixture]:
+    # Inside one rolled-back transaction by default; with committed_db, really committed.
+    if "committed_db" not in request.fixturenames:
+        request.getfixturevalue("db")
+
     def _make(slug: str, owner_email: str | None = None) -> OrgFixture:
         created = services.create_organization(
             actor=SYSTEM, slug=slug, name=slug.replace("-", " ").title(),
@@ -74,3 +98,47 @@ def member(org_a: OrgFixture) -> Callable[[str, str], User]:
         return m.user
 
     return _add
+
+
+@dataclass
+class SeededOrg:
+    """An org with one object of every API-visible kind, for cross-org tests."""
+
+    fx: OrgFixture
+    objects: dict[type, list[Any]]
+
+    def ids(self) -> set[str]:
+        out = {str(self.fx.org.pk)}
+        for rows in self.objects.values():
+            out.update(str(row.pk) for row in rows)
+        return out
+
+
+def seed_org(fx: OrgFixture) -> SeededOrg:
+    """One environment, member, environment role, API key and audit events in `fx`'s org."""
+    from audit.models import AuditEvent
+    from tenants.models import ApiKey, Environment, Membership
+
+    slug = fx.org.slug
+    key = fx.key_object(fx.key("viewer"))
+    membership = fx.add_member(f"viewer@{slug}.example", "viewer")
+    with fx.scope():
+        env = services.create_environment(actor=SYSTEM, org=fx.org, slug="qa", name="QA")
+        services.set_environment_role(actor=SYSTEM, membership=membership,
+                                      environment=env, role="viewer")
+        objects: dict[type, list[Any]] = {
+            model: list(model.objects.all())
+            for model in (Environment, Membership, ApiKey, AuditEvent)
+        }
+    assert key in objects[ApiKey]
+    return SeededOrg(fx, objects)
+
+
+@pytest.fixture
+def seeded_a(org_a: OrgFixture) -> SeededOrg:
+    return seed_org(org_a)
+
+
+@pytest.fixture
+def seeded_b(org_b: OrgFixture) -> SeededOrg:
+    return seed_org(org_b)

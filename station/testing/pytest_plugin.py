@@ -19,6 +19,8 @@ import pytest
 # Before Django reads settings: tests get their own data dir, apart from `station up`'s.
 os.environ.setdefault("STATION_DATA_DIR", str(Path("var/test").resolve()))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "station.settings")
+# One test database per pytest process, so concurrent runs on one server never collide.
+os.environ.setdefault("STATION_TEST_DATABASE_NAME", f"test_station_{os.getpid()}")
 
 
 def _owner_credentials() -> tuple[str, str]:
@@ -68,6 +70,34 @@ def prepare_server() -> None:
             app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"]))
 
 
+def _drop_abandoned_test_databases() -> None:
+    """Drop test_station_<pid> databases left by pytest processes that no longer exist."""
+    import re
+
+    import psycopg
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    params["dbname"] = "postgres"
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'test_station_%%'")]
+        for name in names:
+            match = re.fullmatch(r"test_station_(\d+)", name)
+            if match is None or int(match.group(1)) == os.getpid():
+                continue
+            try:
+                os.kill(int(match.group(1)), 0)
+                continue  # that pytest is still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(
     request: pytest.FixtureRequest, django_test_environment: None, django_db_blocker: Any
@@ -77,6 +107,7 @@ def django_db_setup(
     with django_db_blocker.unblock():
         prepare_server()
         with as_owner():
+            _drop_abandoned_test_databases()
             config = setup_databases(verbosity=0, interactive=False, keepdb=False,
                                      serialized_aliases=[])
     yield
