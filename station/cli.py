@@ -36,10 +36,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     argv = [
-        sys.executable, "-m", "gunicorn", "station.wsgi:application",
-        "--bind", f"{args.host}:{args.port}",
-        "--workers", str(args.workers), "--threads", str(args.threads),
-        "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "20",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "station.wsgi:application",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--worker-class",
+        "gthread",
+        "--access-logfile",
+        "-",
+        "--graceful-timeout",
+        "20",
         "--no-control-socket",
     ]
     from station import datadir
@@ -49,9 +61,20 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    argv = [sys.executable, "-m", "celery", "-A", "station", "worker",
-            "--loglevel", "INFO", "--concurrency", str(args.concurrency),
-            "--hostname", f"worker-{os.getpid()}@%h"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "station",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(args.concurrency),
+        "--hostname",
+        f"worker-{os.getpid()}@%h",
+    ]
     os.execv(sys.executable, argv)
 
 
@@ -60,8 +83,18 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
     schedule = datadir.data_dir() / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "celery", "-A", "station", "beat", "--loglevel", "INFO",
-            "--schedule", str(schedule)]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "station",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(schedule),
+    ]
     os.execv(sys.executable, argv)
 
 
@@ -95,11 +128,20 @@ def cmd_db_bootstrap(args: argparse.Namespace) -> int:
     owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
     if app["USER"] == owner["USER"]:
         return _die("DATABASE_URL and DATABASE_OWNER_URL must use different roles.")
-    dbsetup.bootstrap(settings.DATABASE_SUPERUSER_URL, dbsetup.RolePlan(
-        owner=owner["USER"], owner_password=owner["PASSWORD"],
-        app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"]))
-    print(f"Roles {owner['USER']} (owner) and {app['USER']} (app) and database "
-          f"{app['NAME']} are ready.")
+    dbsetup.bootstrap(
+        settings.DATABASE_SUPERUSER_URL,
+        dbsetup.RolePlan(
+            owner=owner["USER"],
+            owner_password=owner["PASSWORD"],
+            app=app["USER"],
+            app_password=app["PASSWORD"],
+            database=app["NAME"],
+        ),
+    )
+    print(
+        f"Roles {owner['USER']} (owner) and {app['USER']} (app) and database "
+        f"{app['NAME']} are ready."
+    )
     return 0
 
 
@@ -131,15 +173,19 @@ def cmd_org_create(args: argparse.Namespace) -> int:
 
     try:
         created = services.create_organization(
-            actor=Principal.system("cli"), slug=args.slug, name=args.name,
-            owner_email=args.owner)
+            actor=Principal.system("cli"), slug=args.slug, name=args.name, owner_email=args.owner
+        )
     except StationError as exc:
         return _die(exc.detail)
-    print(f"Created organization {created.organization.slug} ({created.organization.pk}) "
-          "with environments dev, staging, prod.")
+    print(
+        f"Created organization {created.organization.slug} ({created.organization.pk}) "
+        "with environments dev, staging, prod."
+    )
     if created.owner_password:
-        print(f"Owner: {created.owner.email}\nOne-time password (change it after login): "
-              f"{created.owner_password}")
+        print(
+            f"Owner: {created.owner.email}\nOne-time password (change it after login): "
+            f"{created.owner_password}"
+        )
     else:
         print(f"Owner: {created.owner.email} (existing account; their password is unchanged)")
     return 0
@@ -164,13 +210,19 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
                 if env is None:
                     return _die(f"no environment {args.env!r} in {args.org}.", 1)
             created = services.create_api_key(
-                actor=Principal.system("cli"), org=Organization.objects.get(pk=found.id),
-                name=args.name, role=args.role, environment=env)
+                actor=Principal.system("cli"),
+                org=Organization.objects.get(pk=found.id),
+                name=args.name,
+                role=args.role,
+                environment=env,
+            )
     except StationError as exc:
         return _die(exc.detail)
     print(created.plaintext)
-    print(f"(API key {created.api_key.display}, role {args.role}; shown once — store it now)",
-          file=sys.stderr)
+    print(
+        f"(API key {created.api_key.display}, role {args.role}; shown once — store it now)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -229,14 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="data directory (default $STATION_DATA_DIR or ./var)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str,
-            parent: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        parent: argparse._SubParsersAction[argparse.ArgumentParser] | None = None,
+    ) -> argparse.ArgumentParser:
         p = (parent or sub).add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
 
-    up = add("up", cmd_up, "Start everything on this machine (embedded database and broker "
-             "unless DATABASE_URL / CELERY_BROKER_URL are set)")
+    up = add(
+        "up",
+        cmd_up,
+        "Start everything on this machine (embedded database and broker "
+        "unless DATABASE_URL / CELERY_BROKER_URL are set)",
+    )
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--no-demo", action="store_true", help="do not create the demo organization")
@@ -255,8 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="Database roles and the embedded server")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    add("bootstrap", cmd_db_bootstrap, "Create the owner and app roles and the database",
-        dbsub)
+    add("bootstrap", cmd_db_bootstrap, "Create the owner and app roles and the database", dbsub)
     add("start", cmd_db_start, "Start the embedded PostgreSQL", dbsub)
     add("stop", cmd_db_stop, "Stop the embedded PostgreSQL", dbsub)
 
@@ -277,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="The audit log")
     auditsub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
-    av = add("verify", cmd_audit_verify, "Verify hash chains; names the first bad event",
-             auditsub)
+    av = add("verify", cmd_audit_verify, "Verify hash chains; names the first bad event", auditsub)
     av.add_argument("--org", help="only this organization (default: all)")
 
     add("demo", cmd_demo, "Create the demo organization and login if missing")

@@ -71,7 +71,9 @@ def pg_socket_dir(root: Path) -> Path:
     return pg_dir(root)
 
 
-def embedded_database_url(root: Path, *, role: str, password: str, name: str = DATABASE_NAME) -> str:
+def embedded_database_url(
+    root: Path, *, role: str, password: str, name: str = DATABASE_NAME
+) -> str:
     from urllib.parse import quote
 
     host = quote(str(pg_socket_dir(root)), safe="")

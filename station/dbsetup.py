@@ -22,7 +22,9 @@ class RolePlan:
     database: str
 
 
-def _ensure_role(cur: psycopg.Cursor[tuple[object, ...]], name: str, password: str, attrs: str) -> None:
+def _ensure_role(
+    cur: psycopg.Cursor[tuple[object, ...]], name: str, password: str, attrs: str
+) -> None:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
     verb = "ALTER" if cur.fetchone() else "CREATE"
     cur.execute(
@@ -34,23 +36,40 @@ def _ensure_role(cur: psycopg.Cursor[tuple[object, ...]], name: str, password: s
 
 def bootstrap(superuser_url: str, plan: RolePlan) -> None:
     with psycopg.connect(superuser_url, autocommit=True) as conn, conn.cursor() as cur:
-        _ensure_role(cur, plan.owner, plan.owner_password,
-                     "LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOBYPASSRLS")
-        _ensure_role(cur, plan.app, plan.app_password,
-                     "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS")
+        _ensure_role(
+            cur,
+            plan.owner,
+            plan.owner_password,
+            "LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOBYPASSRLS",
+        )
+        _ensure_role(
+            cur,
+            plan.app,
+            plan.app_password,
+            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS",
+        )
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [plan.database])
         if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(plan.database), sql.Identifier(plan.owner)))
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(plan.database), sql.Identifier(plan.owner)
+                )
+            )
     db_url = psycopg.conninfo.make_conninfo(superuser_url, dbname=plan.database)
     with psycopg.connect(db_url, autocommit=True) as conn, conn.cursor() as cur:
         owner, app = sql.Identifier(plan.owner), sql.Identifier(plan.app)
         cur.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner))
         cur.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(app))
-        cur.execute(sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(owner, app))
-        cur.execute(sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
-            "GRANT USAGE, SELECT ON SEQUENCES TO {}").format(owner, app))
+        cur.execute(
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+            ).format(owner, app)
+        )
+        cur.execute(
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                "GRANT USAGE, SELECT ON SEQUENCES TO {}"
+            ).format(owner, app)
+        )

@@ -38,8 +38,12 @@ def ensure_demo() -> DemoLogin:
         with os.fdopen(fd, "w") as handle:
             json.dump({"email": login.email, "password": login.password}, handle)
     if platform.org_by_slug(DEMO_SLUG) is None:
-        services.create_organization(actor=Principal.system("station up"), slug=DEMO_SLUG,
-                                     name="Demo", owner_email=login.email)
+        services.create_organization(
+            actor=Principal.system("station up"),
+            slug=DEMO_SLUG,
+            name="Demo",
+            owner_email=login.email,
+        )
     user = User.objects.get(email=login.email)
     if not user.check_password(login.password):
         user.set_password(login.password)

@@ -76,9 +76,13 @@ def bootstrap_database(root: Path, database: str = datadir.DATABASE_NAME) -> Non
     creds = datadir.load_credentials(root)
     dbsetup.bootstrap(
         superuser_url(root),
-        dbsetup.RolePlan(owner=datadir.OWNER_ROLE, owner_password=creds.owner_password,
-                         app=datadir.APP_ROLE, app_password=creds.app_password,
-                         database=database),
+        dbsetup.RolePlan(
+            owner=datadir.OWNER_ROLE,
+            owner_password=creds.owner_password,
+            app=datadir.APP_ROLE,
+            app_password=creds.app_password,
+            database=database,
+        ),
     )
 
 
@@ -99,14 +103,22 @@ def broker_command(root: Path) -> list[str]:
     sock.parent.mkdir(parents=True, exist_ok=True)
     return [
         str(get_binary_path()),
-        "--port", "0",
-        "--unixsocket", str(sock),
-        "--unixsocketperm", "700",
-        "--dir", str(sock.parent),
-        "--appendonly", "yes",
-        "--save", "",
-        "--daemonize", "no",
-        "--loglevel", "warning",
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(sock.parent),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
     ]
 
 

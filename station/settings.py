@@ -128,7 +128,11 @@ DATABASES = {
     }
 }
 # Name of the role the app connects as; migrations grant it privileges on every table.
-DATABASE_APP_ROLE = dj_database_url.parse(env_optional("DATABASE_URL") or DATABASE_URL)["USER"] if not EMBEDDED_DATABASE else datadir.APP_ROLE
+DATABASE_APP_ROLE = (
+    dj_database_url.parse(env_optional("DATABASE_URL") or DATABASE_URL)["USER"]
+    if not EMBEDDED_DATABASE
+    else datadir.APP_ROLE
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "tenants.User"
@@ -140,8 +144,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": 12}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]

@@ -44,8 +44,10 @@ class Supervisor:
         root = datadir.data_dir()
         os.environ["STATION_DATA_DIR"] = str(root)
         if not _port_free(self.host, self.port):
-            print(f"station: port {self.port} on {self.host} is in use; choose another with "
-                  "--port.", file=sys.stderr)
+            print(
+                f"station: port {self.port} on {self.host} is in use; choose another with --port.",
+                file=sys.stderr,
+            )
             return 2
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -88,10 +90,24 @@ class Supervisor:
             login = out.strip().removeprefix("Demo login: ")
         self._spawn("worker", ["worker", "--concurrency", "2"])
         self._spawn("beat", ["beat"])
-        self._spawn("web", ["web", "--host", self.host, "--port", str(self.port),
-                            "--workers", "2", "--threads", "4"], stop_timeout=25)
+        self._spawn(
+            "web",
+            [
+                "web",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ],
+            stop_timeout=25,
+        )
         self._wait_http()
-        url = f"http://{'localhost' if self.host in {'127.0.0.1', '0.0.0.0'} else self.host}:{self.port}/"  # noqa: S104
+        local = self.host in {"127.0.0.1", "0.0.0.0"}  # noqa: S104 - comparing, not binding
+        url = f"http://{'localhost' if local else self.host}:{self.port}/"
         self.say(f"Station is up: {url}")
         if login:
             email, _, password = login.partition(" / ")
@@ -102,8 +118,9 @@ class Supervisor:
         return [sys.executable, "-m", "station.cli", *args]
 
     def _run_step(self, args: list[str], capture: bool = False) -> str:
-        proc = subprocess.Popen(self._cli(args), process_group=0,
-                                stdout=subprocess.PIPE if capture else None)
+        proc = subprocess.Popen(
+            self._cli(args), process_group=0, stdout=subprocess.PIPE if capture else None
+        )
         out, _ = proc.communicate()
         if proc.returncode != 0:
             raise RuntimeError(f"`station {' '.join(args)}` exited with {proc.returncode}")

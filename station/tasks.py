@@ -7,7 +7,6 @@ from typing import Any
 from celery import Task
 
 
-
 class OrgTask(Task):  # type: ignore[misc]
     """Runs the task body with the org context set from the `org_id` keyword argument.
 
@@ -25,4 +24,3 @@ class OrgTask(Task):  # type: ignore[misc]
             raise TypeError(f"{self.name} must be called with org_id=…")
         with org_scope(org_id):
             return super().__call__(*args, **kwargs)
-

@@ -9,11 +9,18 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include("station.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(
-        authentication_classes=[], permission_classes=[]), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(
-        url_name="api-schema", authentication_classes=[], permission_classes=[]),
-        name="api-docs"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="api-schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", authentication_classes=[], permission_classes=[]
+        ),
+        name="api-docs",
+    ),
     path("accounts/", include("allauth.urls")),
     path("", include("frontend.urls")),
 ]

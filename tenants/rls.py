@@ -8,6 +8,7 @@ and tests/tenants/test_rls_catalog.py checks the live database catalog.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.core import checks
@@ -67,7 +68,7 @@ class RowLevelSecurity(models.BaseConstraint):
     def validate(self, *args: Any, **kwargs: Any) -> None:
         return None  # enforced by PostgreSQL, nothing to validate in Python
 
-    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
         path, args, kwargs = super().deconstruct()
         kwargs["field"] = self.field
         return path, args, kwargs

@@ -7,7 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 READS = re.compile(r"""env_(?:str|bool|int|list|optional)\(\s*["']([A-Z0-9_]+)["']""")
-ENVIRON = re.compile(r"""os\.environ(?:\.get)?[\[(]\s*["']((?:STATION|DATABASE|CELERY)_[A-Z0-9_]+)["']""")
+ENVIRON = re.compile(
+    r"""os\.environ(?:\.get)?[\[(]\s*["']((?:STATION|DATABASE|CELERY)_[A-Z0-9_]+)["']"""
+)
 
 
 def _variables_in_code() -> set[str]:

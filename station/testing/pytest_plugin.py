@@ -65,9 +65,16 @@ def prepare_server() -> None:
 
         app = dj_database_url.parse(os.environ["DATABASE_URL"])
         owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
-        dbsetup.bootstrap(settings.DATABASE_SUPERUSER_URL, dbsetup.RolePlan(
-            owner=owner["USER"], owner_password=owner["PASSWORD"],
-            app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"]))
+        dbsetup.bootstrap(
+            settings.DATABASE_SUPERUSER_URL,
+            dbsetup.RolePlan(
+                owner=owner["USER"],
+                owner_password=owner["PASSWORD"],
+                app=app["USER"],
+                app_password=app["PASSWORD"],
+                database=app["NAME"],
+            ),
+        )
 
 
 def _drop_abandoned_test_databases() -> None:
@@ -82,8 +89,12 @@ def _drop_abandoned_test_databases() -> None:
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
     with psycopg.connect(**params, autocommit=True) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'test_station_%%'")]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'test_station_%%'"
+            )
+        ]
         for name in names:
             match = re.fullmatch(r"test_station_(\d+)", name)
             if match is None or int(match.group(1)) == os.getpid():
@@ -108,8 +119,9 @@ def django_db_setup(
         prepare_server()
         with as_owner():
             _drop_abandoned_test_databases()
-            config = setup_databases(verbosity=0, interactive=False, keepdb=False,
-                                     serialized_aliases=[])
+            config = setup_databases(
+                verbosity=0, interactive=False, keepdb=False, serialized_aliases=[]
+            )
     yield
     with django_db_blocker.unblock(), as_owner():
         teardown_databases(config, verbosity=0)
@@ -145,7 +157,9 @@ def truncate_all_as_owner(cur: Any) -> None:
 
 
 @pytest.fixture
-def committed_db(django_db_setup: None, django_db_blocker: Any, owner_cursor: Any) -> Iterator[None]:
+def committed_db(
+    django_db_setup: None, django_db_blocker: Any, owner_cursor: Any
+) -> Iterator[None]:
     """Database access with real commits (other connections see the data); emptied after."""
     with django_db_blocker.unblock():
         try:

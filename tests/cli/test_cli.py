@@ -11,14 +11,21 @@ from tenants.models import ApiKey, Environment, Membership
 
 
 def test_org_create_prints_owner_password_and_seeds_environments(db, capsys):
-    assert main(["org", "create", "initech", "--name", "Initech", "--owner", "boss@initech.example"]) == 0
+    assert (
+        main(["org", "create", "initech", "--name", "Initech", "--owner", "boss@initech.example"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Created organization initech" in out
     assert "One-time password" in out
     org = platform.org_by_slug("initech")
     assert org is not None
     with org_scope(org.id):
-        assert sorted(Environment.objects.values_list("slug", flat=True)) == ["dev", "prod", "staging"]
+        assert sorted(Environment.objects.values_list("slug", flat=True)) == [
+            "dev",
+            "prod",
+            "staging",
+        ]
         assert Membership.objects.get().role == "owner"
 
 
@@ -33,8 +40,23 @@ def test_org_create_bad_slug_is_refused(db, capsys):
 
 
 def test_apikey_create_prints_key_once_and_it_authenticates(db, org_a, capsys, client):
-    assert main(["apikey", "create", "--org", "acme", "--name", "ci", "--role", "viewer",
-                 "--env", "prod"]) == 0
+    assert (
+        main(
+            [
+                "apikey",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                "ci",
+                "--role",
+                "viewer",
+                "--env",
+                "prod",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     key = captured.out.strip()
     assert key.startswith("stk_")
@@ -48,11 +70,14 @@ def test_apikey_create_prints_key_once_and_it_authenticates(db, org_a, capsys, c
     assert r.json()["organization"]["slug"] == "acme"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--org", "nope", "--name", "k", "--role", "viewer"], "no organization"),
-    (["--org", "acme", "--name", "k", "--role", "viewer", "--env", "nope"], "no environment"),
-    (["--org", "acme", "--name", "k", "--role", "emperor"], "Unknown role"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--org", "nope", "--name", "k", "--role", "viewer"], "no organization"),
+        (["--org", "acme", "--name", "k", "--role", "viewer", "--env", "nope"], "no environment"),
+        (["--org", "acme", "--name", "k", "--role", "emperor"], "Unknown role"),
+    ],
+)
 def test_apikey_create_bad_input(db, org_a, capsys, args, message):
     assert main(["apikey", "create", *args]) != 0
     assert message in capsys.readouterr().err

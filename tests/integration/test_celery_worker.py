@@ -32,8 +32,11 @@ def broker() -> Iterator[str]:
 
 @pytest.fixture
 def worker(broker: str, committed_db: None) -> Iterator[Any]:
-    app.conf.update(broker_url=broker, result_backend=broker.replace("redis+socket", "redis+socket"),
-                    task_always_eager=False)
+    app.conf.update(
+        broker_url=broker,
+        result_backend=broker.replace("redis+socket", "redis+socket"),
+        task_always_eager=False,
+    )
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
         yield w
     app.conf.update(result_backend=None)

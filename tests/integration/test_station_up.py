@@ -29,14 +29,37 @@ def _free_port() -> int:
 class Instance:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir, self.port = data_dir, port
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"DATABASE_URL", "DATABASE_OWNER_URL", "DATABASE_SUPERUSER_URL",
-                            "CELERY_BROKER_URL", "STATION_SECRET_KEY", "STATION_DATA_DIR",
-                            "STATION_TEST_DATABASE_NAME", "DJANGO_SETTINGS_MODULE"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "DATABASE_URL",
+                "DATABASE_OWNER_URL",
+                "DATABASE_SUPERUSER_URL",
+                "CELERY_BROKER_URL",
+                "STATION_SECRET_KEY",
+                "STATION_DATA_DIR",
+                "STATION_TEST_DATABASE_NAME",
+                "DJANGO_SETTINGS_MODULE",
+            }
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "station.cli", "up", "--data-dir", str(data_dir),
-             "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, process_group=0)
+            [
+                sys.executable,
+                "-m",
+                "station.cli",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            process_group=0,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -72,12 +95,27 @@ class Instance:
             return err.code, {}
 
     def cli(self, *args: str) -> str:
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "STATION_SECRET_KEY",
-                            "STATION_TEST_DATABASE_NAME", "DJANGO_SETTINGS_MODULE"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "DATABASE_URL",
+                "CELERY_BROKER_URL",
+                "STATION_SECRET_KEY",
+                "STATION_TEST_DATABASE_NAME",
+                "DJANGO_SETTINGS_MODULE",
+            }
+        }
         env["STATION_DATA_DIR"] = str(self.data_dir)
-        out = subprocess.run([sys.executable, "-m", "station.cli", *args], env=env,
-                             capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "station.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return out.stdout.strip()
 
     def stop(self) -> int:
