@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.db import transaction
+from psycopg.pq import TransactionStatus
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 _current_org: ContextVar[uuid.UUID | None] = ContextVar("station_org", default=None)
@@ -91,8 +92,6 @@ def _org_guard(
     org_id = _current_org.get()
     wanted = str(org_id) if org_id else ""
     if raw is not None and not connection.get_autocommit():
-        from psycopg.pq import TransactionStatus
-
         if raw.info.transaction_status == TransactionStatus.IDLE:
             marker = ""  # this statement begins a new transaction: nothing is set in it yet
         else:
