@@ -1,0 +1,78 @@
+"""`org_view(permission)`: the one door into every org page of the console.
+
+It requires a login, resolves `/o/<org_slug>/` among the user's own memberships only (a
+foreign and a nonexistent org give the same 404), activates the org context for the rest of
+the request (the database guard then scopes every query by RLS), builds the principal, and
+checks the permission with the same `has_permission` the API and services use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, cast
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_htmx.middleware import HtmxDetails
+
+from frontend.nav import NavLink, nav_for
+from tenants import context, platform
+from tenants.authz import Principal, has_permission
+from tenants.models import Organization, User
+from tenants.permissions import PERMISSIONS, check_permission_name
+
+P = ParamSpec("P")
+
+
+class OrgRequest(HttpRequest):
+    """What an org view receives: the request plus what `org_view` resolved."""
+
+    org: Organization
+    principal: Principal
+    role: str | None
+    user_orgs: list[platform.OrgSummary]
+    console_nav: list[NavLink]
+    htmx: HtmxDetails
+
+
+OrgViewFunc = Callable[Concatenate[OrgRequest, P], HttpResponse]
+
+
+def org_view(permission: str) -> Callable[[OrgViewFunc[P]], Callable[..., HttpResponse]]:
+    check_permission_name(permission)
+
+    def decorator(view: OrgViewFunc[P]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, org_slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = cast(User, request.user)
+            orgs = platform.orgs_for_user(user.pk)
+            summary = next((o for o in orgs if o.slug == org_slug), None)
+            if summary is None:
+                raise Http404("No such organization.")
+            token = context.activate(summary.id)
+            try:
+                org_request = cast(OrgRequest, request)
+                org_request.org = Organization.objects.get(pk=summary.id)
+                org_request.principal = Principal.for_user(user)
+                org_request.role = summary.role
+                org_request.user_orgs = orgs
+                url_name = request.resolver_match.url_name if request.resolver_match else None
+                org_request.console_nav = nav_for(org_request.principal, org_request.org, url_name)
+                if not has_permission(org_request.principal, permission, org_request.org):
+                    return render(
+                        request,
+                        "console/403.html",
+                        {"permission": permission, "description": PERMISSIONS[permission]},
+                        status=403,
+                    )
+                return view(org_request, *args, **kwargs)
+            finally:
+                context.deactivate(token)
+
+        protected = login_required(wrapped)
+        protected.required_permission = permission  # type: ignore[attr-defined]
+        return protected
+
+    return decorator

@@ -1,0 +1,61 @@
+"""The console's left navigation, declared once.
+
+Later capabilities (agents, runs, secrets, ...) add their pages by appending a `NavItem` to
+`NAV`; the layout shows each item only to principals holding its permission, and highlights
+it on every page whose URL name is the item's name or starts with `<name>-`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from tenants.authz import Principal, has_permission
+from tenants.models import Organization
+from tenants.permissions import check_permission_name
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str  # a name in frontend.urls, taking only `org_slug`
+    permission: str
+    group: str = "Organization"
+
+    def __post_init__(self) -> None:
+        check_permission_name(self.permission)
+
+
+NAV: list[NavItem] = [
+    NavItem("Environments", "environments", "environments.read"),
+    NavItem("Members", "members", "members.read", group="Access"),
+    NavItem("Roles", "roles", "roles.read", group="Access"),
+    NavItem("API keys", "apikeys", "apikeys.read", group="Access"),
+    NavItem("Audit log", "audit", "audit.read", group="Governance"),
+]
+
+
+@dataclass(frozen=True)
+class NavLink:
+    label: str
+    url: str
+    group: str
+    active: bool
+
+
+def nav_for(
+    principal: Principal, org: Organization, current_url_name: str | None
+) -> list[NavLink]:
+    """The items this principal may open in this org, as links for the layout."""
+    current = current_url_name or ""
+    return [
+        NavLink(
+            label=item.label,
+            url=reverse(f"console:{item.url_name}", kwargs={"org_slug": org.slug}),
+            group=item.group,
+            active=current == item.url_name or current.startswith(f"{item.url_name}-"),
+        )
+        for item in NAV
+        if has_permission(principal, item.permission, org)
+    ]

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+
+from audit.registry import ACTIONS
+
+register = template.Library()
+
+
+def _plain(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+@register.filter
+def change_value(value: Any) -> str:
+    """An audit `changes` entry: `[before, after]` pairs read as “before → after”."""
+    if isinstance(value, list) and len(value) == 2:
+        return f"{_plain(value[0])} → {_plain(value[1])}"
+    return _plain(value)
+
+
+@register.filter
+def action_description(action: str) -> str:
+    return ACTIONS.get(action, "")
