@@ -65,7 +65,15 @@ class OrgFixture:
 
 
 @pytest.fixture
-def make_org(request: pytest.FixtureRequest) -> Callable[..., OrgFixture]:
+def fast_password_hashing(settings: Any) -> None:
+    """Fixture accounts get random passwords; PBKDF2's deliberate cost buys nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_org(
+    request: pytest.FixtureRequest, fast_password_hashing: None
+) -> Callable[..., OrgFixture]:
     # Inside one rolled-back transaction by default; with committed_db, really committed.
     if "committed_db" not in request.fixturenames:
         request.getfixturevalue("db")
