@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.registry import ACTIONS
 from station.core.errors import StationError
-from tenants.models import Environment
+from tenants.models import Environment, slug_validator
 from tenants.permissions import ROLE_DESCRIPTIONS, ROLES
 
 ROLE_CHOICES = [(role, f"{role} — {ROLE_DESCRIPTIONS.get(role, '')}") for role in ROLES]
@@ -32,6 +32,7 @@ class EnvironmentCreateForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="Shown in the console, e.g. “QA”.")
     slug = forms.CharField(
         max_length=50,
+        validators=[slug_validator],
         help_text="Used in URLs and the API: lowercase letters, digits and hyphens.",
     )
 

@@ -15,6 +15,8 @@ def _plain(value: Any) -> str:
         return "—"
     if isinstance(value, str):
         return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
     return json.dumps(value, ensure_ascii=False)
 
 
