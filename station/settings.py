@@ -47,13 +47,14 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    # Before allauth: the console's templates override allauth's (sign in, password reset).
+    "frontend",
     "allauth",
     "allauth.account",
     "station.core",
     "tenants",
     "audit",
     "billing",
-    "frontend",
 ]
 
 MIDDLEWARE = [
