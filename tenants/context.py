@@ -16,8 +16,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.db import transaction
-from psycopg.pq import TransactionStatus
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg.pq import TransactionStatus
 
 _current_org: ContextVar[uuid.UUID | None] = ContextVar("station_org", default=None)
 
@@ -82,6 +82,8 @@ def no_org_scope() -> Iterator[None]:
 # --- database guard -------------------------------------------------------------------------
 
 _MARK = "_station_org_marker"
+# Savepoint statements read no rows, and must run even in an aborted transaction.
+_SAVEPOINT_SQL = ("SAVEPOINT ", "RELEASE SAVEPOINT ", "ROLLBACK TO SAVEPOINT ")
 
 
 def _org_guard(
@@ -89,16 +91,22 @@ def _org_guard(
 ) -> Any:
     connection: BaseDatabaseWrapper = context["connection"]
     raw = connection.connection
+    if raw is None or connection.get_autocommit():
+        return execute(sql, params, many, context)
+    if raw.info.transaction_status == TransactionStatus.IDLE:
+        setattr(connection, _MARK, "")  # this statement begins a transaction: nothing set yet
+    if isinstance(sql, str) and sql.startswith(_SAVEPOINT_SQL):
+        result = execute(sql, params, many, context)
+        if sql.startswith("ROLLBACK TO SAVEPOINT "):
+            # The rollback undoes a set_config made inside the savepoint: the value in the
+            # database is no longer known, so the next statement sets it again.
+            setattr(connection, _MARK, None)
+        return result
     org_id = _current_org.get()
     wanted = str(org_id) if org_id else ""
-    if raw is not None and not connection.get_autocommit():
-        if raw.info.transaction_status == TransactionStatus.IDLE:
-            marker = ""  # this statement begins a new transaction: nothing is set in it yet
-        else:
-            marker = getattr(connection, _MARK, "")
-        if marker != wanted:
-            with raw.cursor() as cursor:
-                cursor.execute("SELECT set_config('app.org_id', %s, true)", [wanted])
+    if getattr(connection, _MARK, None) != wanted:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT set_config('app.org_id', %s, true)", [wanted])
         setattr(connection, _MARK, wanted)
     return execute(sql, params, many, context)
 

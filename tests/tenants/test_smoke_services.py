@@ -5,7 +5,8 @@ from tenants.models import Environment, Membership
 
 def test_org_created_with_envs_and_owner(org_a, org_b):
     with org_a.scope():
-        assert sorted(Environment.objects.values_list("slug", flat=True)) == ["dev", "prod", "staging"]
+        slugs = sorted(Environment.objects.values_list("slug", flat=True))
+        assert slugs == ["dev", "prod", "staging"]
         assert Membership.objects.get().role == "owner"
 
 
