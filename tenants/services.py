@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import services as audit
-from station.core.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from station.core.errors import AccessDenied, Conflict, InvalidInput
 from tenants import apikeys, platform
 from tenants.authz import Principal, authorize, effective_permissions
 from tenants.context import org_scope
@@ -241,10 +241,15 @@ def set_environment_role(
     *, actor: Principal, membership: Membership, environment: Environment, role: str | None
 ) -> Membership:
     """Narrow a member's permissions in one environment (role=None removes the narrowing)."""
-    authorize(actor, "members.manage", membership.organization_id)
+    org = membership.organization
+    authorize(actor, "members.manage", org)
     if role is not None:
         _validate_role(role)
-    existing = EnvironmentRole.objects.filter(membership=membership, environment=environment).first()
+    # Narrowing takes permissions away: like a role change, only within the actor's own.
+    _ensure_can_grant(actor, org, role_permissions(membership.role))
+    existing = (
+        EnvironmentRole.objects.filter(membership=membership, environment=environment).first()
+    )
     before = existing.role if existing else None
     if before == role:
         return membership
@@ -317,10 +322,10 @@ def create_api_key(
         _ensure_can_grant(actor, org, wanted)
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput.field("expires_at", "Must be in the future.")
-    if actor.api_key is not None and actor.api_key.environment_id is not None:
-        if environment is None or environment.pk != actor.api_key.environment_id:
-            raise AccessDenied("apikeys.manage",
-                               "An environment-bound key can only create keys for its environment.")
+    bound = actor.api_key.environment_id if actor.api_key is not None else None
+    if bound is not None and (environment is None or environment.pk != bound):
+        raise AccessDenied("apikeys.manage",
+                           "An environment-bound key can only create keys for its environment.")
     creator = actor.user or (actor.api_key.created_by if actor.api_key else None)
     generated = apikeys.generate()
     key = ApiKey.objects.create(
