@@ -7,12 +7,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit import selectors
 from audit.models import AuditEvent
+from station.api.pagination import StationCursorPagination
 from station.api.viewsets import OrgScopedViewSet
 from station.core.errors import InvalidInput
 
@@ -34,10 +34,7 @@ class VerificationSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField()
 
 
-class SequencePagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class SequencePagination(StationCursorPagination):
     ordering = "-sequence"
 
 

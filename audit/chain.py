@@ -68,7 +68,8 @@ def verify_events(events: Iterable[dict[str, Any]]) -> Verification:
         if last_sequence is not None and event["sequence"] <= last_sequence:
             bad = "sequence does not increase (reordered rows)"
         elif event["prev_hash"] != expected_prev:
-            bad = "link to the previous event is broken (an event was deleted, reordered or inserted)"
+            bad = ("link to the previous event is broken "
+                   "(an event was deleted, reordered or inserted)")
         elif not hmac.compare_digest(compute_hash(event), event["hash"]):
             bad = "hash does not match the contents (the event was edited or forged)"
         if bad:

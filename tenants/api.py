@@ -17,7 +17,7 @@ from station.api.viewsets import OrgScopedViewSet
 from station.core.errors import NotFound
 from tenants import services
 from tenants.authz import Principal, effective_permissions
-from tenants.models import ApiKey, Environment, Membership
+from tenants.models import ApiKey, Environment, Membership, Organization
 from tenants.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLES
 
 # --- serializers ------------------------------------------------------------------------------
@@ -80,7 +80,8 @@ class RoleSerializer(serializers.Serializer[Any]):
 
 class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
     prefix = serializers.CharField(source="display", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True)
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
 
     class Meta:
@@ -100,7 +101,8 @@ class ApiKeyCreateSerializer(serializers.Serializer[Any]):
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
-    key = serializers.CharField(read_only=True, help_text="The secret. Shown only in this response.")
+    key = serializers.CharField(read_only=True,
+                                help_text="The secret. Shown only in this response.")
 
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
@@ -131,6 +133,17 @@ def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -
     return dict(serializer.validated_data)
 
 
+def _principal(request: Request) -> Principal:
+    assert isinstance(request.auth, Principal)  # HasOrgPermission let only principals in
+    return request.auth
+
+
+def _org(request: Request) -> Organization:
+    key = _principal(request).api_key
+    assert key is not None
+    return key.organization
+
+
 # --- views --------------------------------------------------------------------------------------
 
 
@@ -140,7 +153,7 @@ class MeView(APIView):
 
     @extend_schema(responses=PrincipalSerializer, summary="The calling principal")
     def get(self, request: Request) -> Response:
-        principal: Principal = request.auth
+        principal = _principal(request)
         key = principal.api_key
         assert key is not None
         return Response({
@@ -157,14 +170,14 @@ class OrganizationView(APIView):
 
     @extend_schema(responses=OrganizationSerializer, summary="The key's organization")
     def get(self, request: Request) -> Response:
-        return Response(OrganizationSerializer(request.auth.api_key.organization).data)
+        return Response(OrganizationSerializer(_org(request)).data)
 
     @extend_schema(request=OrganizationSerializer, responses=OrganizationSerializer,
                    summary="Rename the organization")
     def patch(self, request: Request) -> Response:
         data = _validated(OrganizationSerializer, request.data)
         org = services.update_organization(
-            actor=request.auth, org=request.auth.api_key.organization, name=data["name"]
+            actor=_principal(request), org=_org(request), name=data["name"]
         )
         return Response(OrganizationSerializer(org).data)
 

@@ -91,9 +91,10 @@ def effective_permissions(
         perms = _member_permissions(principal.user.pk, org_id, env_id)
     elif principal.kind == "api_key" and principal.api_key is not None:
         key = principal.api_key
-        if key.organization_id != org_id or not key.is_usable():
-            perms = frozenset()
-        elif key.environment_id is not None and env_id is not None and key.environment_id != env_id:
+        other_env = (
+            key.environment_id is not None and env_id is not None and key.environment_id != env_id
+        )
+        if key.organization_id != org_id or not key.is_usable() or other_env:
             perms = frozenset()
         else:
             perms = frozenset(key.scopes)

@@ -127,6 +127,9 @@ class Membership(TenantModel):
         ]
         ordering = ["created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.role} membership {self.pk}"
+
 
 class EnvironmentRole(TenantModel):
     """Narrows a membership in one environment (e.g. developer in dev, viewer in prod)."""
@@ -145,6 +148,9 @@ class EnvironmentRole(TenantModel):
                 fields=["membership", "environment"], name="uniq_env_role_per_membership"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.role} in environment {self.environment_id}"
 
 
 class ApiKey(TenantModel):
@@ -169,6 +175,10 @@ class ApiKey(TenantModel):
 
     class Meta(TenantModel.Meta):
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.display
+
 
     @property
     def display(self) -> str:
@@ -201,3 +211,6 @@ class IdempotencyRecord(TenantModel):
                 fields=["organization", "principal", "key"], name="uniq_idempotency_key"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}]"

@@ -60,7 +60,8 @@ def org_id_for_api_key(key_id: str) -> uuid.UUID | None:
     from tenants.models import ApiKey
 
     with _lookup("app.api_key_id", key_id):
-        return ApiKey.all_orgs.filter(key_id=key_id).values_list("organization_id", flat=True).first()
+        rows = ApiKey.all_orgs.filter(key_id=key_id).values_list("organization_id", flat=True)
+        return rows.first()
 
 
 def all_org_ids() -> list[uuid.UUID]:

@@ -41,10 +41,15 @@ class ApiKeyAuthentication(BaseAuthentication):
             .filter(key_id=key_id)
             .first()
         )
-        if key is None or not apikeys.secret_matches(secret, key.secret_hash) or not key.is_usable():
+        if (
+            key is None
+            or not apikeys.secret_matches(secret, key.secret_hash)
+            or not key.is_usable()
+        ):
             context.deactivate(token)
             raise exceptions.AuthenticationFailed(_INVALID)
-        touch_api_key(key, resolution=timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS))
+        resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+        touch_api_key(key, resolution=resolution)
         return (key.created_by or _KeyUser(key), Principal.for_api_key(key))
 
     def authenticate_header(self, request: Request) -> str:
@@ -65,7 +70,7 @@ class _KeyUser:
         return self.key.display
 
 
-class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "station.api.authentication.ApiKeyAuthentication"
     name = "apiKey"
 

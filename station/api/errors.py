@@ -27,13 +27,13 @@ def problem_body(
         "status": status,
         "detail": detail,
         "instance": instance,
-    }
-    if errors:
-        body["errors"] = [
+        # Always present, so clients read one shape whatever the status.
+        "errors": [
             {"field": field, "message": message}
-            for field, messages in errors.items()
+            for field, messages in (errors or {}).items()
             for message in messages
-        ]
+        ],
+    }
     ctx = current_request.get()
     if ctx is not None:
         body["request_id"] = ctx.request_id
@@ -110,7 +110,9 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     return response
 
 
-def _json_problem(request: HttpRequest, status: int, code: str, title: str, detail: str) -> JsonResponse:
+def _json_problem(
+    request: HttpRequest, status: int, code: str, title: str, detail: str
+) -> JsonResponse:
     return JsonResponse(
         problem_body(status=status, code=code, title=title, detail=detail, instance=request.path),
         status=status,

@@ -35,7 +35,8 @@ def idempotent(
         return create()
     if not 1 <= len(key) <= 255 or not key.isprintable():
         raise InvalidInput.field(HEADER, "Use 1–255 printable characters.")
-    principal: Principal = request.auth
+    principal = request.auth
+    assert isinstance(principal, Principal)
     who = f"{principal.kind}:{principal.actor_id}"
     digest = _request_hash(request)
     previous = IdempotencyRecord.objects.filter(principal=who, key=key).first()

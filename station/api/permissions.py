@@ -20,10 +20,13 @@ class HasOrgPermission(BasePermission):
         principal = request.auth
         if not isinstance(principal, Principal):
             return False
-        action = getattr(view, "action", None) or request.method.lower()
+        method = (request.method or "").lower()
+        action = getattr(view, "action", None) or method
         permission = getattr(view, "permission_map", {}).get(action)
         if permission is None:
-            return False
+            # No handler at all for this method: nothing to guard, let DRF answer 405.
+            # A handler without a permission_map entry is refused (fail closed).
+            return getattr(view, "action", None) is None and not hasattr(view, method)
         key = principal.api_key
         assert key is not None
         allowed = has_permission(principal, permission, key.organization_id)

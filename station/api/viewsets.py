@@ -23,7 +23,7 @@ from tenants.models import Organization
 PROTECTED = ("get_queryset", "get_object", "get_permissions", "get_authenticators", "initial")
 
 
-class OrgScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+class OrgScopedViewSet(viewsets.GenericViewSet):
     permission_map: ClassVar[dict[str, str]] = {}
     model: ClassVar[type[models.Model] | None] = None
     # How object ids look in URLs: "uuid" or "int". Anything else is a 404, never a 500.

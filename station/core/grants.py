@@ -23,7 +23,7 @@ def grant_app_role(using: str = "default", **_: Any) -> None:
     role = settings.DATABASE_APP_ROLE
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
-        (me,) = cursor.fetchone()  # type: ignore[misc]
+        (me,) = cursor.fetchone()
         if me == role:
             return  # migrations must not run as the app role; nothing to grant to ourselves
         quoted = connection.ops.quote_name(role)
