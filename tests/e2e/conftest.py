@@ -38,6 +38,18 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
     return {**browser_context_args, "viewport": {"width": 1360, "height": 860}}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_before_playwright_stops(playwright: Any) -> Iterator[None]:
+    """While Playwright's session runs, the main thread has a running event loop, so Django
+    keeps its connections per context instead of per thread. Tests that run after the
+    browser tests (pytest-django orders live-server tests first) open connections there;
+    close them before Playwright stops, or the test database cannot be dropped at the end."""
+    yield
+    from django.db import connections
+
+    connections.close_all()
+
+
 @pytest.fixture(autouse=True)
 def _live_server_helper(request: pytest.FixtureRequest) -> Iterator[None]:
     """Replaces pytest-django's helper of the same name, which would pull in
