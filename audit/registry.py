@@ -17,6 +17,7 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "member.removed": "A member was removed from the organization",
         "apikey.created": "An API key was created",
         "apikey.revoked": "An API key was revoked",
+        "apikey.deleted": "An API key was deleted with the environment it was bound to",
     }
 )
 

@@ -49,6 +49,16 @@ class Principal:
         return None
 
 
+_NOT_LOADED = object()
+
+
+def _permissions_of_roles(role: str | None, narrowed: str | None) -> frozenset[str]:
+    if role is None:
+        return frozenset()
+    perms = role_permissions(role)
+    return perms & role_permissions(narrowed) if narrowed is not None else perms
+
+
 def _member_permissions(
     user_id: uuid.UUID, org_id: uuid.UUID, env_id: uuid.UUID | None
 ) -> frozenset[str]:
@@ -61,16 +71,26 @@ def _member_permissions(
     )
     if membership is None:
         return frozenset()
-    perms = role_permissions(membership.role)
+    narrowed = None
     if env_id is not None:
         narrowed = (
             EnvironmentRole.objects.filter(membership=membership, environment_id=env_id)
             .values_list("role", flat=True)
             .first()
         )
-        if narrowed is not None:
-            perms = perms & role_permissions(narrowed)
-    return perms
+    return _permissions_of_roles(membership.role, narrowed)
+
+
+def _creator_permissions(
+    key: ApiKey, org_id: uuid.UUID, env_id: uuid.UUID | None
+) -> frozenset[str]:
+    """The key creator's permissions now; from the roles loaded with the key when they apply."""
+    assert key.created_by_id is not None
+    loaded = getattr(key, "creator_role", _NOT_LOADED)
+    if loaded is not _NOT_LOADED and env_id in (None, key.environment_id):
+        narrowed = getattr(key, "creator_env_role", None) if key.environment_id else None
+        return _permissions_of_roles(loaded, narrowed)
+    return _member_permissions(key.created_by_id, org_id, env_id or key.environment_id)
 
 
 def effective_permissions(
@@ -100,9 +120,7 @@ def effective_permissions(
             perms = frozenset(key.scopes)
             if key.created_by_id is not None:
                 # Never wider than the creator's permissions now, not at creation time.
-                perms &= _member_permissions(
-                    key.created_by_id, org_id, env_id or key.environment_id
-                )
+                perms &= _creator_permissions(key, org_id, env_id)
     else:
         perms = frozenset()
     principal._cache[cache_key] = perms

@@ -50,6 +50,21 @@ def activate(org: Any) -> object:
     return _current_org.set(_as_uuid(org))
 
 
+def activate_in_database(org: Any) -> object:
+    """Like `activate`, for when the current transaction's SQL already set app.org_id.
+
+    Used by `platform.enter_org_of_api_key`, whose SQL function sets it in the same round trip
+    as the lookup; the guard records that and does not set it again.
+    """
+    from django.db import connection
+
+    org_id = _as_uuid(org)
+    token = _current_org.set(org_id)
+    if connection.in_atomic_block:
+        setattr(connection, _MARK, str(org_id))
+    return token
+
+
 def deactivate(token: object) -> None:
     _current_org.reset(token)  # type: ignore[arg-type]
 

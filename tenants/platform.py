@@ -56,12 +56,24 @@ def orgs_for_user(user_id: uuid.UUID | str) -> list[OrgSummary]:
     return [OrgSummary(*row) for row in rows]
 
 
-def org_id_for_api_key(key_id: str) -> uuid.UUID | None:
-    from tenants.models import ApiKey
+def enter_org_of_api_key(key_id: str) -> uuid.UUID | None:
+    """Find the org of an API key id and scope the current transaction to it.
 
-    with _lookup("app.api_key_id", key_id):
-        rows = ApiKey.all_orgs.filter(key_id=key_id).values_list("organization_id", flat=True)
-        return rows.first()
+    One database round trip (migration 0003): the lookup and `set_config('app.org_id')` run
+    in a single function call, and the org context follows. Returns None (and leaves no org
+    set) for an unknown key id. Must run inside a transaction, as every request does.
+    """
+    from tenants import context
+
+    if not connection.in_atomic_block:
+        raise RuntimeError("enter_org_of_api_key() must run inside a transaction.")
+    with no_org_scope(), connection.cursor() as cursor:
+        cursor.execute("SELECT station_enter_org_of_api_key(%s)", [key_id])
+        row = cursor.fetchone()
+    org_id: uuid.UUID | None = row[0] if row else None
+    if org_id is not None:
+        context.activate_in_database(org_id)
+    return org_id
 
 
 def all_org_ids() -> list[uuid.UUID]:

@@ -158,6 +158,11 @@ def delete_environment(*, actor: Principal, environment: Environment) -> None:
     snapshot = {"slug": environment.slug, "name": environment.name}
     audit.record("environment.deleted", actor=actor, target=environment,
                  environment_id=environment.pk, changes=snapshot)
+    # Keys bound to the environment go with it; each deletion is on the record too.
+    for key in ApiKey.objects.filter(environment=environment):
+        audit.record("apikey.deleted", actor=actor, target=key, target_label=key.display,
+                     environment_id=environment.pk,
+                     changes={"name": key.name, "reason": "environment deleted"})
     environment.delete()
 
 

@@ -10,7 +10,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from tenants import apikeys, context, platform
+from tenants import apikeys, context, platform, selectors
 from tenants.authz import Principal
 from tenants.models import ApiKey
 from tenants.services import touch_api_key
@@ -32,21 +32,15 @@ class ApiKeyAuthentication(BaseAuthentication):
         if parsed is None:
             raise exceptions.AuthenticationFailed("Malformed API key: expected 'stk_…'.")
         key_id, secret = parsed
-        org_id = platform.org_id_for_api_key(key_id)
-        if org_id is None:
+        if platform.enter_org_of_api_key(key_id) is None:
             raise exceptions.AuthenticationFailed(_INVALID)
-        token = context.activate(org_id)
-        key = (
-            ApiKey.objects.select_related("organization", "environment", "created_by")
-            .filter(key_id=key_id)
-            .first()
-        )
+        key = selectors.api_key_for_authentication(key_id)
         if (
             key is None
             or not apikeys.secret_matches(secret, key.secret_hash)
             or not key.is_usable()
         ):
-            context.deactivate(token)
+            context.clear()
             raise exceptions.AuthenticationFailed(_INVALID)
         resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
         touch_api_key(key, resolution=resolution)

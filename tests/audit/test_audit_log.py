@@ -398,3 +398,18 @@ def test_triggers_refuse_rewrites_even_for_the_owner(
     cur.execute("SELECT count(*), min(actor_label) FROM audit_auditevent")
     assert cur.fetchone() == (1, "tests")
     cur.execute("SELECT set_config('app.org_id', '', false)")
+
+
+def test_deleting_an_environment_records_the_deletion_of_its_bound_keys(org_a):
+    from audit.models import AuditEvent
+    from tenants import services
+    from tenants.authz import Principal
+    from tenants.models import ApiKey, Environment
+
+    org_a.key("developer", env="dev")
+    with org_a.scope():
+        env = Environment.objects.get(slug="dev")
+        services.delete_environment(actor=Principal.system("t"), environment=env)
+        assert not ApiKey.objects.filter(environment_id=env.pk).exists()
+        actions = list(AuditEvent.objects.order_by("sequence").values_list("action", flat=True))
+    assert actions[-2:] == ["environment.deleted", "apikey.deleted"]
