@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task
 
 
-class OrgTask(Task):  # type: ignore[misc]
+class OrgTask(Task):
     """Runs the task body with the org context set from the `org_id` keyword argument.
 
     The context (and with it `app.org_id` in PostgreSQL) is reset when the task ends, so a

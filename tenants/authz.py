@@ -89,7 +89,7 @@ def _creator_permissions(
     loaded = getattr(key, "creator_role", _NOT_LOADED)
     if loaded is not _NOT_LOADED and env_id in (None, key.environment_id):
         narrowed = getattr(key, "creator_env_role", None) if key.environment_id else None
-        return _permissions_of_roles(loaded, narrowed)
+        return _permissions_of_roles(loaded if isinstance(loaded, str) else None, narrowed)
     return _member_permissions(key.created_by_id, org_id, env_id or key.environment_id)
 
 
