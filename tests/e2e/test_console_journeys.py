@@ -44,6 +44,11 @@ def test_sign_in_and_out(page, live_server, console_org, screenshot) -> None:
     expect(page).to_have_url(re.compile(r"/accounts/login/|/$"))
     page.goto(f"{live_server.url}/o/acme/environments/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill(console_org.owner.email)
+    page.get_by_role("button", name="Reset My Password").click()
+    expect(page.locator(".bare-card")).to_contain_text("sent you an email")
+    screenshot(page, "01b-password-reset-sent")
 
 
 def test_create_environment(page, live_server, console_org, screenshot) -> None:

@@ -20,28 +20,18 @@ DUMMY_ID = uuid.UUID("00000000-0000-4000-8000-000000000000")
 
 def _patterns(
     patterns: list[URLPattern | URLResolver], prefix: str = ""
-) -> Iterator[URLPattern]:
+) -> Iterator[tuple[str, URLPattern]]:
     for p in patterns:
         if isinstance(p, URLResolver):
             yield from _patterns(p.url_patterns, prefix + str(p.pattern))
         else:
-            yield p
+            yield prefix + str(p.pattern), p
 
 
 def _org_routes() -> list[tuple[str, URLPattern]]:
-    routes = []
-    for p in _patterns(console_urls.urlpatterns):
-        if "org_slug" in _route_kwargs(p):
-            routes.append((p.name, p))
-    return routes
-
-
-def _route_kwargs(p: URLPattern) -> set[str]:
-    # Each org page is reversed below; its converters name its kwargs.
-    resolver = next(r for r in console_urls.urlpatterns if isinstance(r, URLResolver))
-    if p in resolver.url_patterns:
-        return {"org_slug", *p.pattern.converters}
-    return set(p.pattern.converters)
+    """Every console page under /o/<org_slug>/, however deeply included."""
+    return [(p.name, p) for route, p in _patterns(console_urls.urlpatterns)
+            if "<slug:org_slug>" in route]
 
 
 ORG_ROUTES = _org_routes()
