@@ -49,9 +49,6 @@ class Principal:
         return None
 
 
-_NOT_LOADED = object()
-
-
 def _permissions_of_roles(role: str | None, narrowed: str | None) -> frozenset[str]:
     if role is None:
         return frozenset()
@@ -81,18 +78,6 @@ def _member_permissions(
     return _permissions_of_roles(membership.role, narrowed)
 
 
-def _creator_permissions(
-    key: ApiKey, org_id: uuid.UUID, env_id: uuid.UUID | None
-) -> frozenset[str]:
-    """The key creator's permissions now; from the roles loaded with the key when they apply."""
-    assert key.created_by_id is not None
-    loaded = getattr(key, "creator_role", _NOT_LOADED)
-    if loaded is not _NOT_LOADED and env_id in (None, key.environment_id):
-        narrowed = getattr(key, "creator_env_role", None) if key.environment_id else None
-        return _permissions_of_roles(loaded if isinstance(loaded, str) else None, narrowed)
-    return _member_permissions(key.created_by_id, org_id, env_id or key.environment_id)
-
-
 def effective_permissions(
     principal: Principal, org: Organization | uuid.UUID, environment: Environment | None = None
 ) -> frozenset[str]:
@@ -120,7 +105,9 @@ def effective_permissions(
             perms = frozenset(key.scopes)
             if key.created_by_id is not None:
                 # Never wider than the creator's permissions now, not at creation time.
-                perms &= _creator_permissions(key, org_id, env_id)
+                perms &= _member_permissions(
+                    key.created_by_id, org_id, env_id or key.environment_id
+                )
     else:
         perms = frozenset()
     principal._cache[cache_key] = perms
