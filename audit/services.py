@@ -29,6 +29,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def change(before: Any, after: Any) -> dict[str, Any]:
+    """The `changes` entry of one field that went from `before` to `after`."""
+    return {"from": before, "to": after}
+
+
 def record(
     action: str,
     *,

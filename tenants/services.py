@@ -116,7 +116,7 @@ def update_organization(*, actor: Principal, org: Organization, name: str) -> Or
     org.name = name
     org.save(update_fields=["name"])
     audit.record("organization.updated", actor=actor, target=org,
-                 changes={"name": [before, name]})
+                 changes={"name": audit.change(before, name)})
     return org
 
 
@@ -146,7 +146,7 @@ def update_environment(*, actor: Principal, environment: Environment, name: str)
         environment.name = name
         environment.save(update_fields=["name"])
         audit.record("environment.updated", actor=actor, target=environment,
-                     environment_id=environment.pk, changes={"name": [before, name]})
+                     environment_id=environment.pk, changes={"name": audit.change(before, name)})
     return environment
 
 
@@ -237,7 +237,7 @@ def change_member_role(*, actor: Principal, membership: Membership, role: str) -
     membership.role = role
     membership.save(update_fields=["role"])
     audit.record("member.role_changed", actor=actor, target=membership,
-                 target_label=membership.user.email, changes={"role": [before, role]})
+                 target_label=membership.user.email, changes={"role": audit.change(before, role)})
     return membership
 
 
@@ -267,7 +267,7 @@ def set_environment_role(
         EnvironmentRole.objects.create(membership=membership, environment=environment, role=role)
     audit.record("member.environment_role_set", actor=actor, target=membership,
                  target_label=membership.user.email, environment_id=environment.pk,
-                 changes={"environment": environment.slug, "role": [before, role]})
+                 changes={"environment": environment.slug, "role": audit.change(before, role)})
     return membership
 
 

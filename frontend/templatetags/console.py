@@ -22,9 +22,9 @@ def _plain(value: Any) -> str:
 
 @register.filter
 def change_value(value: Any) -> str:
-    """An audit `changes` entry: `[before, after]` pairs read as “before → after”."""
-    if isinstance(value, list) and len(value) == 2:
-        return f"{_plain(value[0])} → {_plain(value[1])}"
+    """An audit `changes` entry; `audit.change()` values read as “before → after”."""
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        return f"{_plain(value['from'])} → {_plain(value['to'])}"
     return _plain(value)
 
 

@@ -339,3 +339,12 @@ def test_audit_log_paginates(login, org_a, monkeypatch: pytest.MonkeyPatch) -> N
     assert "Page 2 of 2" in second
     assert second.count("<tr data-action=") == 1
     assert total == 4
+
+
+def test_audit_change_values_are_unambiguous():
+    from audit.services import change
+    from frontend.templatetags.console import change_value
+
+    assert change_value(change("viewer", "admin")) == "viewer → admin"
+    # A two-item list (e.g. two scopes) is a value, not a before/after pair.
+    assert change_value(["a.read", "b.read"]) == "a.read, b.read"
