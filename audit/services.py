@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models, transaction
@@ -22,7 +23,9 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if isinstance(value, uuid.UUID):
+    if isinstance(value, uuid.UUID | float | Decimal):
+        # Floats and decimals as text: jsonb may re-encode them (1e16 → 10000000000000000)
+        # and the hash must cover exactly what verification reads back.
         return str(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from station.core.errors import AccessDenied
-from tenants.permissions import check_permission_name, role_permissions
+from tenants.permissions import BOUND_KEY_PERMISSIONS, check_permission_name, role_permissions
 
 if TYPE_CHECKING:
     from tenants.models import ApiKey, Environment, Organization, User
@@ -103,7 +103,11 @@ def effective_permissions(
             perms = frozenset()
         else:
             perms = frozenset(key.scopes)
-            if key.created_by_id is not None:
+            if key.environment_id is not None:
+                perms &= BOUND_KEY_PERMISSIONS
+            if key.creator_kind == "user" and key.created_by_id is None:
+                perms = frozenset()  # the creating account is gone: so is the key's power
+            elif key.created_by_id is not None:
                 # Never wider than the creator's permissions now, not at creation time.
                 perms &= _member_permissions(
                     key.created_by_id, org_id, env_id or key.environment_id

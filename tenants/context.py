@@ -26,6 +26,10 @@ class NoOrgContext(RuntimeError):
     """A tenant-scoped query ran with no organization in context."""
 
 
+class NoOrgTransaction(RuntimeError):
+    """A query ran with an org in context but outside any transaction."""
+
+
 def current_org_id() -> uuid.UUID | None:
     return _current_org.get()
 
@@ -106,7 +110,16 @@ def _org_guard(
 ) -> Any:
     connection: BaseDatabaseWrapper = context["connection"]
     raw = connection.connection
-    if raw is None or connection.get_autocommit():
+    if raw is None:
+        return execute(sql, params, many, context)
+    if connection.get_autocommit():
+        if _current_org.get() is not None:
+            # The org setting is transaction-local: outside a transaction it cannot be
+            # applied, and the query would silently see nothing. Say so instead.
+            raise NoOrgTransaction(
+                "Tenant queries must run inside a transaction (transaction.atomic or "
+                "org_scope); this one ran in autocommit with an org in context."
+            )
         return execute(sql, params, many, context)
     if raw.info.transaction_status == TransactionStatus.IDLE:
         setattr(connection, _MARK, "")  # this statement begins a transaction: nothing set yet

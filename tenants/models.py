@@ -168,6 +168,15 @@ class ApiKey(TenantModel):
     created_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # "user": bounded by created_by's current permissions (none once that account is gone);
+    # "system": made by the platform operator, bounded by its scopes alone.
+    creator_kind = models.CharField(
+        max_length=8, choices=(("user", "User"), ("system", "Platform operator")), default="user"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
+        help_text="The API key that created this one; revoking it revokes this one too.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -65,6 +65,15 @@ ROLE_DESCRIPTIONS: MappingProxyType[str, str] = MappingProxyType(
     }
 )
 
+# What an environment-bound API key may hold: permissions on resources that live in an
+# environment (checked against that environment), plus a few harmless org-level reads. Org
+# administration (members, keys, audit, billing, environments themselves) is never theirs.
+ENVIRONMENT_SCOPED_AREAS = frozenset({"agents", "runs", "tools", "secrets"})
+BOUND_KEY_PERMISSIONS = frozenset(
+    {"org.read", "roles.read", "environments.read"}
+    | {p for p in PERMISSIONS if p.split(".")[0] in ENVIRONMENT_SCOPED_AREAS}
+)
+
 # Permissions only an owner holds, so the last owner is load-bearing.
 OWNER_ROLE = "owner"
 

@@ -57,9 +57,14 @@ def _validate_role(role: str, field: str = "role") -> str:
     return role
 
 
-def _ensure_can_grant(actor: Principal, org: Organization, permissions: frozenset[str]) -> None:
+def _ensure_can_grant(
+    actor: Principal,
+    org: Organization,
+    permissions: frozenset[str],
+    environment: Environment | None = None,
+) -> None:
     """No privilege escalation: nobody hands out permissions they do not hold themselves."""
-    missing = sorted(permissions - effective_permissions(actor, org))
+    missing = sorted(permissions - effective_permissions(actor, org, environment))
     if missing:
         raise AccessDenied(
             missing[0], f"You cannot grant permissions you do not hold: {', '.join(missing)}."
@@ -139,7 +144,7 @@ def create_environment(*, actor: Principal, org: Organization, slug: str, name: 
 
 @transaction.atomic
 def update_environment(*, actor: Principal, environment: Environment, name: str) -> Environment:
-    authorize(actor, "environments.write", environment.organization_id)
+    authorize(actor, "environments.write", environment.organization_id, environment)
     name = _validate_name("name", name)
     before = environment.name
     if before != name:
@@ -152,7 +157,7 @@ def update_environment(*, actor: Principal, environment: Environment, name: str)
 
 @transaction.atomic
 def delete_environment(*, actor: Principal, environment: Environment) -> None:
-    authorize(actor, "environments.delete", environment.organization_id)
+    authorize(actor, "environments.delete", environment.organization_id, environment)
     if Environment.objects.count() <= 1:
         raise Conflict("An organization keeps at least one environment.")
     snapshot = {"slug": environment.slug, "name": environment.name}
@@ -185,7 +190,9 @@ def _get_or_create_user(email: str) -> tuple[User, str | None]:
 
 
 def _lock_owners() -> int:
-    return len(list(Membership.objects.select_for_update().filter(role=OWNER_ROLE)))
+    """Lock the owner rows and count the owners who can still act (active accounts)."""
+    owners = Membership.objects.select_for_update(of=("self",)).filter(role=OWNER_ROLE)
+    return sum(1 for m in owners.select_related("user") if m.user.is_active)
 
 
 @transaction.atomic
@@ -247,11 +254,15 @@ def set_environment_role(
 ) -> Membership:
     """Narrow a member's permissions in one environment (role=None removes the narrowing)."""
     org = membership.organization
-    authorize(actor, "members.manage", org)
+    # Judged with the actor's permissions *in that environment*: someone narrowed there
+    # cannot lift narrowings there, their own or anyone else's.
+    authorize(actor, "members.manage", org, environment)
+    if actor.user is not None and membership.user_id == actor.user.pk:
+        raise AccessDenied("members.manage", "You cannot change your own environment role.")
     if role is not None:
         _validate_role(role)
     # Narrowing takes permissions away: like a role change, only within the actor's own.
-    _ensure_can_grant(actor, org, role_permissions(membership.role))
+    _ensure_can_grant(actor, org, role_permissions(membership.role), environment)
     existing = (
         EnvironmentRole.objects.filter(membership=membership, environment=environment).first()
     )
@@ -327,11 +338,18 @@ def create_api_key(
         _ensure_can_grant(actor, org, wanted)
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput.field("expires_at", "Must be in the future.")
-    bound = actor.api_key.environment_id if actor.api_key is not None else None
-    if bound is not None and (environment is None or environment.pk != bound):
-        raise AccessDenied("apikeys.manage",
-                           "An environment-bound key can only create keys for its environment.")
-    creator = actor.user or (actor.api_key.created_by if actor.api_key else None)
+    parent = actor.api_key
+    if parent is not None and parent.expires_at is not None:
+        # A key cannot outlive the key that made it (nor, by cascade, its revocation).
+        if expires_at is None:
+            expires_at = parent.expires_at
+        elif expires_at > parent.expires_at:
+            raise InvalidInput.field(
+                "expires_at",
+                f"Cannot be later than the expiry of the key making it ({parent.expires_at}).")
+    creator = actor.user or (parent.created_by if parent else None)
+    creator_kind = "system" if actor.kind == "system" or (
+        parent is not None and parent.creator_kind == "system") else "user"
     generated = apikeys.generate()
     key = ApiKey.objects.create(
         name=name,
@@ -341,6 +359,8 @@ def create_api_key(
         scopes=sorted(wanted),
         environment=environment,
         created_by=creator,
+        creator_kind=creator_kind,
+        parent=parent,
         expires_at=expires_at,
     )
     audit.record("apikey.created", actor=actor, target=key, target_label=key.display,
@@ -356,9 +376,20 @@ def revoke_api_key(*, actor: Principal, api_key: ApiKey) -> ApiKey:
     authorize(actor, "apikeys.manage", api_key.organization_id)
     if api_key.revoked_at is not None:
         return api_key
-    api_key.revoked_at = timezone.now()
+    now = timezone.now()
+    api_key.revoked_at = now
     api_key.save(update_fields=["revoked_at"])
     audit.record("apikey.revoked", actor=actor, target=api_key, target_label=api_key.display)
+    # Keys made by this key go with it, so a leaked key cannot leave heirs behind.
+    pending = [api_key.pk]
+    while pending:
+        children = list(ApiKey.objects.filter(parent_id__in=pending, revoked_at__isnull=True))
+        for child in children:
+            child.revoked_at = now
+            child.save(update_fields=["revoked_at"])
+            audit.record("apikey.revoked", actor=actor, target=child, target_label=child.display,
+                         changes={"reason": f"parent key {api_key.display} revoked"})
+        pending = [child.pk for child in children]
     return api_key
 
 

@@ -170,14 +170,25 @@ def test_environment_bound_key_has_no_permissions_in_other_environments(
     assert client.get(f"/api/v1/environments/{prod.pk}").status_code == 404
 
 
-def test_environment_bound_key_cannot_mint_keys_for_other_environments(
-    org_a: OrgFixture,
-) -> None:
+def test_environment_bound_key_cannot_mint_keys(org_a: OrgFixture) -> None:
+    # Key management is org administration: never a bound key's, not even for its own env.
     client = org_a.client("admin", env="dev", created_by=org_a.owner)
     body = {"name": "k", "scopes": ["environments.read"]}
     assert client.post("/api/v1/api-keys", {**body, "environment": "prod"}).status_code == 403
     assert client.post("/api/v1/api-keys", body).status_code == 403
-    assert client.post("/api/v1/api-keys", {**body, "environment": "dev"}).status_code == 201
+    assert client.post("/api/v1/api-keys", {**body, "environment": "dev"}).status_code == 403
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/api/v1/members"), ("get", "/api/v1/api-keys"), ("get", "/api/v1/audit-events"),
+    ("post", "/api/v1/environments"), ("patch", "/api/v1/organization"),
+])
+def test_environment_bound_key_holds_no_org_administration(
+    org_a: OrgFixture, method: str, path: str
+) -> None:
+    client = org_a.client("owner", env="dev", created_by=org_a.owner)
+    assert getattr(client, method)(path, {}).status_code == 403
+    assert client.get("/api/v1/environments").status_code == 200  # its own env stays visible
 
 
 def test_key_from_another_org_has_no_permissions_here(
