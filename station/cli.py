@@ -34,7 +34,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     return Supervisor(port=args.port, host=args.host, demo=not args.no_demo).run()
 
 
+def _refuse_unsafe_role() -> int | None:
+    """Web and worker processes never serve tenants through a role that bypasses RLS."""
+    _setup_django()
+    from station.core.dbrole import unsafe_role_reason
+
+    reason = unsafe_role_reason()
+    return _die(f"refusing to start: {reason}.") if reason else None
+
+
 def cmd_web(args: argparse.Namespace) -> int:
+    if (refused := _refuse_unsafe_role()) is not None:
+        return refused
     argv = [
         sys.executable,
         "-m",
@@ -61,6 +72,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if (refused := _refuse_unsafe_role()) is not None:
+        return refused
     argv = [
         sys.executable,
         "-m",
@@ -99,11 +112,21 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    app_url, owner_url = os.environ.get("DATABASE_URL"), os.environ.get("DATABASE_OWNER_URL")
+    if app_url and (not owner_url or _db_user(owner_url) == _db_user(app_url)):
+        return _die("set DATABASE_OWNER_URL to a different role than DATABASE_URL: the app "
+                    "role must own nothing, or it could switch row-level security off.")
     _setup_django(role="owner")
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=args.verbosity)
     return 0
+
+
+def _db_user(url: str) -> str:
+    import dj_database_url
+
+    return str(dj_database_url.parse(url).get("USER") or "")
 
 
 # --- database -------------------------------------------------------------------------------

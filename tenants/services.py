@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
@@ -394,9 +395,21 @@ def revoke_api_key(*, actor: Principal, api_key: ApiKey) -> ApiKey:
 
 
 def touch_api_key(key: ApiKey, *, resolution: timedelta) -> None:
-    """Record use, at most once per `resolution` (telemetry, not audited)."""
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at >= resolution:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
+    """Record use, at most once per `resolution` (telemetry, not audited).
 
+    Written after the request commits, in its own short transaction and only if the stored
+    value is still older than `resolution`, so it never holds the key's row lock for the
+    length of a request and concurrent requests do not queue behind each other.
+    """
+    now = timezone.now()
+    if key.last_used_at is not None and now - key.last_used_at < resolution:
+        return
+    key.last_used_at = now
+    key_pk, org_id = key.pk, key.organization_id
+
+    def _write() -> None:
+        with org_scope(org_id):
+            stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - resolution)
+            ApiKey.objects.filter(stale, pk=key_pk).update(last_used_at=now)
+
+    transaction.on_commit(_write)

@@ -1,12 +1,21 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+/readyz names each failing check but keeps error details out of the response (it is
+unauthenticated); the details go to the log.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from station.celery import app as celery_app
+from station.core.dbrole import unsafe_role_reason
+
+logger = logging.getLogger(__name__)
 
 
 @require_GET
@@ -14,12 +23,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def _failed(check: str, exc: Exception) -> str:
+    logger.warning("readiness check %s failed: %s: %s", check, type(exc).__name__, exc)
+    return f"unavailable ({type(exc).__name__})"
+
+
 def _check_database() -> str | None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        reason = unsafe_role_reason()
     except Exception as exc:  # any failure means not ready
-        return f"{type(exc).__name__}: {exc}"
+        return _failed("database", exc)
+    if reason:
+        logger.error("unsafe database role: %s", reason)
+        return "unsafe role: it can bypass row-level security"
     return None
 
 
@@ -28,7 +46,7 @@ def _check_broker() -> str | None:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return _failed("broker", exc)
     return None
 
 
