@@ -150,11 +150,12 @@ def markdown(
       f"{rls_seed.rows:,} rows. Page size 50 (the API default), so each response carries "
       f"{api.rows_per_page} rows.")
     w("- **full**: `GET /api/v1/environments` with `Authorization: Bearer stk_…` — a "
-      "`viewer` API key created by the org's owner, so the permission check also reads the "
-      "creator's membership. The whole Station stack: every middleware in settings, API key "
-      "lookup through `tenants.platform` + keyed-hash check, org context and the per-"
-      "transaction `set_config`, RLS on the app role, `HasOrgPermission`, cursor pagination, "
-      "`EnvironmentSerializer`.")
+      "`viewer` API key created by the org's owner, so its permissions are bounded by the "
+      "creator's current roles. The whole Station stack: every middleware in settings, API "
+      "key authentication (`tenants.platform.enter_org_of_api_key`: one SQL function call "
+      "that finds the key's org, sets `app.org_id` for the transaction and returns the key "
+      "row with its creator's roles) + keyed-hash check, org context, RLS on the app role, "
+      "`HasOrgPermission`, cursor pagination, `EnvironmentSerializer`.")
     w("- **bare**: a plain `ListAPIView` (`benchmarks/views.py`) with "
       "`authentication_classes = []`, `permission_classes = []`, the same serializer and the "
       "same (project default) cursor pagination, served by the same handler and middleware. "
@@ -203,17 +204,10 @@ def markdown(
     w("```\n")
     if not api_ok:
         w(f"**Goal missed.** Likely cause, from the table above: the full stack makes "
-          f"{rt_full} round trips where the bare view makes {rt_bare}, and each one is also "
-          "ORM and driver work in Python. Authentication alone is a savepoint, two "
-          "`set_config` calls and a SELECT in `tenants.platform.org_id_for_api_key`, then the "
-          "org guard's `set_config` and a second SELECT for the key row; the permission check "
-          "reads the key creator's membership. The list itself costs about the same in both "
-          "(RLS adds little, see figure 2). Changes that would close most of the gap, outside "
-          "`benchmarks/` and not made here: fetch the key row in the same platform lookup "
-          "(one SELECT under `app.api_key_id` instead of two), make that lookup "
-          "`atomic(savepoint=False)` or a single statement, send the org guard's `set_config` "
-          "in the same round trip as the first query, and cache a key's effective "
-          "permissions for a short time.\n")
+          f"{rt_full} round trips where the bare view makes {rt_bare}; authentication is one "
+          "of them (a PL/pgSQL function whose plans are cached per connection), and Python "
+          "work in DRF and the ORM is the rest. Compare the per-part table across runs before "
+          "changing anything: on a loaded machine the rounds vary widely.\n")
 
     w("## Figure 2 — the same SELECT with row-level security on vs off\n")
     w("**Method.** `psycopg` directly, two autocommit connections to the throwaway database, "

@@ -24,6 +24,9 @@ class Principal:
     user: User | None = None
     api_key: ApiKey | None = None
     label: str = ""
+    # For an API key: its creator's (org role, role in the key's environment), read with the
+    # key in the same query at authentication, i.e. current as of this request.
+    creator_roles: tuple[str | None, str | None] | None = field(default=None, repr=False)
     _cache: dict[tuple[uuid.UUID, uuid.UUID | None], frozenset[str]] = field(
         default_factory=dict, repr=False
     )
@@ -33,8 +36,10 @@ class Principal:
         return cls(kind="user", user=user, label=user.email)
 
     @classmethod
-    def for_api_key(cls, key: ApiKey) -> Principal:
-        return cls(kind="api_key", api_key=key, label=key.display)
+    def for_api_key(
+        cls, key: ApiKey, creator_roles: tuple[str | None, str | None] | None = None
+    ) -> Principal:
+        return cls(kind="api_key", api_key=key, label=key.display, creator_roles=creator_roles)
 
     @classmethod
     def system(cls, label: str = "system") -> Principal:
@@ -109,9 +114,13 @@ def effective_permissions(
                 perms = frozenset()  # the creating account is gone: so is the key's power
             elif key.created_by_id is not None:
                 # Never wider than the creator's permissions now, not at creation time.
-                perms &= _member_permissions(
-                    key.created_by_id, org_id, env_id or key.environment_id
-                )
+                roles = principal.creator_roles
+                if roles is not None and env_id in (None, key.environment_id):
+                    perms &= _permissions_of_roles(*roles)
+                else:
+                    perms &= _member_permissions(
+                        key.created_by_id, org_id, env_id or key.environment_id
+                    )
     else:
         perms = frozenset()
     principal._cache[cache_key] = perms

@@ -11,10 +11,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 
 from tenants.context import no_org_scope
+
+if TYPE_CHECKING:
+    from tenants.models import ApiKey
 
 
 @contextmanager
@@ -56,24 +60,46 @@ def orgs_for_user(user_id: uuid.UUID | str) -> list[OrgSummary]:
     return [OrgSummary(*row) for row in rows]
 
 
-def enter_org_of_api_key(key_id: str) -> uuid.UUID | None:
-    """Find the org of an API key id and scope the current transaction to it.
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    key: ApiKey
+    creator_role: str | None  # the creator's org role now (None unless an active member)
+    creator_env_role: str | None  # the creator's role in the key's environment, if narrowed
 
-    One database round trip (migration 0003): the lookup and `set_config('app.org_id')` run
-    in a single function call, and the org context follows. Returns None (and leaves no org
-    set) for an unknown key id. Must run inside a transaction, as every request does.
+
+def enter_org_of_api_key(key_id: str) -> AuthenticatedKey | None:
+    """Find an API key by id, scope the current transaction to its org, and return it.
+
+    One database round trip (migration 0005): the lookup, `set_config('app.org_id')` and the
+    key row with its creator's current roles come from one function call, and the org
+    context follows. Returns None (leaving no org set) for an unknown key id. The caller
+    still checks the secret. Must run inside a transaction, as every request does.
     """
     from tenants import context
+    from tenants.models import ApiKey
 
     if not connection.in_atomic_block:
         raise RuntimeError("enter_org_of_api_key() must run inside a transaction.")
     with no_org_scope(), connection.cursor() as cursor:
-        cursor.execute("SELECT station_enter_org_of_api_key(%s)", [key_id])
+        cursor.execute(
+            "SELECT (r.api_key).*, r.creator_role, r.creator_env_role "
+            "FROM station_enter_org_of_api_key(%s) r",
+            [key_id],
+        )
         row = cursor.fetchone()
-    org_id: uuid.UUID | None = row[0] if row else None
-    if org_id is not None:
-        context.activate_in_database(org_id)
-    return org_id
+        names = [column.name for column in cursor.description or ()]
+    if row is None:
+        return None
+    by_column = dict(zip(names, row, strict=True))
+    fields = ApiKey._meta.concrete_fields
+    values = [
+        f.from_db_value(by_column[f.column], None, connection)
+        if hasattr(f, "from_db_value") else by_column[f.column]
+        for f in fields
+    ]
+    key = ApiKey.from_db(connection.alias, [f.attname for f in fields], values)
+    context.activate_in_database(key.organization_id)
+    return AuthenticatedKey(key, by_column["creator_role"], by_column["creator_env_role"])
 
 
 def all_org_ids() -> list[uuid.UUID]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from tenants import apikeys, context, platform, selectors
+from tenants import apikeys, context, platform
 from tenants.authz import Principal
 from tenants.models import ApiKey
 from tenants.services import touch_api_key
@@ -32,19 +33,23 @@ class ApiKeyAuthentication(BaseAuthentication):
         if parsed is None:
             raise exceptions.AuthenticationFailed("Malformed API key: expected 'stk_…'.")
         key_id, secret = parsed
-        if platform.enter_org_of_api_key(key_id) is None:
-            raise exceptions.AuthenticationFailed(_INVALID)
-        key = selectors.api_key_for_authentication(key_id)
+        found = platform.enter_org_of_api_key(key_id)
         if (
-            key is None
-            or not apikeys.secret_matches(secret, key.secret_hash)
-            or not key.is_usable()
+            found is None
+            or not apikeys.secret_matches(secret, found.key.secret_hash)
+            or not found.key.is_usable()
         ):
             context.clear()
             raise exceptions.AuthenticationFailed(_INVALID)
+        key = found.key
         resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
         touch_api_key(key, resolution=resolution)
-        return (key.created_by or _KeyUser(key), Principal.for_api_key(key))
+        principal = Principal.for_api_key(
+            key, creator_roles=(found.creator_role, found.creator_env_role)
+        )
+        # request.user is loaded only if something asks for it (the API itself never does).
+        user = SimpleLazyObject(lambda: key.created_by or _KeyUser(key))
+        return (user, principal)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="station"'
