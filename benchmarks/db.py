@@ -55,18 +55,9 @@ def stop_server(server: Server) -> None:
 
 def bootstrap_external_roles() -> None:
     """With DATABASE_SUPERUSER_URL, make sure both roles exist, as the test plugin does."""
-    import dj_database_url
-    from django.conf import settings
-
     from station import dbsetup
 
-    if settings.EMBEDDED_DATABASE or not settings.DATABASE_SUPERUSER_URL:
-        return
-    app = dj_database_url.parse(os.environ["DATABASE_URL"])
-    owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
-    dbsetup.bootstrap(settings.DATABASE_SUPERUSER_URL, dbsetup.RolePlan(
-        owner=owner["USER"], owner_password=owner["PASSWORD"],
-        app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"]))
+    dbsetup.bootstrap_from_settings()
 
 
 def conninfo(alias: str, dbname: str | None = None) -> dict[str, Any]:

@@ -142,29 +142,14 @@ def cmd_db_bootstrap(args: argparse.Namespace) -> int:
         print(f"Embedded PostgreSQL ready in {datadir.pg_dir(root)}")
         return 0
     _setup_django()
-    import dj_database_url
-    from django.conf import settings
-
-    if not settings.DATABASE_SUPERUSER_URL:
+    try:
+        plan = dbsetup.bootstrap_from_settings()
+    except dbsetup.SameRoleError as exc:
+        return _die(str(exc))
+    if plan is None:
         return _die("set DATABASE_SUPERUSER_URL to create the roles and database.")
-    app = dj_database_url.parse(os.environ["DATABASE_URL"])
-    owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
-    if app["USER"] == owner["USER"]:
-        return _die("DATABASE_URL and DATABASE_OWNER_URL must use different roles.")
-    dbsetup.bootstrap(
-        settings.DATABASE_SUPERUSER_URL,
-        dbsetup.RolePlan(
-            owner=owner["USER"],
-            owner_password=owner["PASSWORD"],
-            app=app["USER"],
-            app_password=app["PASSWORD"],
-            database=app["NAME"],
-        ),
-    )
-    print(
-        f"Roles {owner['USER']} (owner) and {app['USER']} (app) and database "
-        f"{app['NAME']} are ready."
-    )
+    print(f"Roles {plan.owner} (owner) and {plan.app} (app) and database {plan.database} "
+          "are ready.")
     return 0
 
 

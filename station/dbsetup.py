@@ -73,3 +73,32 @@ def bootstrap(superuser_url: str, plan: RolePlan) -> None:
                 "GRANT USAGE, SELECT ON SEQUENCES TO {}"
             ).format(owner, app)
         )
+
+
+class SameRoleError(ValueError):
+    """The app and owner URLs name the same role: the app role would own the tables."""
+
+
+def plan_from_urls(app_url: str, owner_url: str) -> RolePlan:
+    import dj_database_url
+
+    app, owner = dj_database_url.parse(app_url), dj_database_url.parse(owner_url)
+    if app["USER"] == owner["USER"]:
+        raise SameRoleError("DATABASE_URL and DATABASE_OWNER_URL must use different roles.")
+    return RolePlan(owner=owner["USER"], owner_password=owner["PASSWORD"],
+                    app=app["USER"], app_password=app["PASSWORD"], database=app["NAME"])
+
+
+def bootstrap_from_settings() -> RolePlan | None:
+    """With an external database and DATABASE_SUPERUSER_URL: create or reset the two roles
+    and the database named by DATABASE_URL / DATABASE_OWNER_URL. Returns the plan, or None
+    when there is nothing to do (embedded database, or no superuser URL)."""
+    import os
+
+    from django.conf import settings
+
+    if settings.EMBEDDED_DATABASE or not settings.DATABASE_SUPERUSER_URL:
+        return None
+    plan = plan_from_urls(os.environ["DATABASE_URL"], settings.DATABASE_OWNER_URL)
+    bootstrap(settings.DATABASE_SUPERUSER_URL, plan)
+    return plan

@@ -60,21 +60,7 @@ def prepare_server() -> None:
         # The socket directory is only known once the server runs.
         connections["default"].settings_dict["HOST"] = str(datadir.pg_socket_dir(root))
         return
-    if settings.DATABASE_SUPERUSER_URL:
-        import dj_database_url
-
-        app = dj_database_url.parse(os.environ["DATABASE_URL"])
-        owner = dj_database_url.parse(settings.DATABASE_OWNER_URL)
-        dbsetup.bootstrap(
-            settings.DATABASE_SUPERUSER_URL,
-            dbsetup.RolePlan(
-                owner=owner["USER"],
-                owner_password=owner["PASSWORD"],
-                app=app["USER"],
-                app_password=app["PASSWORD"],
-                database=app["NAME"],
-            ),
-        )
+    dbsetup.bootstrap_from_settings()
 
 
 def _drop_abandoned_test_databases() -> None:
