@@ -18,6 +18,14 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "apikey.created": "An API key was created",
         "apikey.revoked": "An API key was revoked",
         "apikey.deleted": "An API key was deleted with the environment it was bound to",
+        "secret.created": "A secret was created (its value is never recorded)",
+        "secret.updated": "A secret got a new value (a new version)",
+        "secret.deleted": "A secret and all its versions were deleted",
+        "secret.revealed": "A worker decrypted a secret's value for a stated purpose",
+        "vault.data_key_rotated": "The organization's data key was replaced; values re-encrypted",
+        "vault.data_keys_rewrapped": "Data keys were re-wrapped under a new master key",
+        "variable.set": "An environment variable was created or changed",
+        "variable.deleted": "An environment variable was deleted",
     }
 )
 

@@ -35,12 +35,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _refuse_unsafe_role() -> int | None:
-    """Web and worker processes never serve tenants through a role that bypasses RLS."""
+    """Web and worker processes never serve tenants through a role that bypasses RLS, nor
+    with master keys that do not match the data (they would fail on every secret)."""
     _setup_django()
     from station.core.dbrole import unsafe_role_reason
+    from station.vault.services import check_master_keys
 
     reason = unsafe_role_reason()
-    return _die(f"refusing to start: {reason}.") if reason else None
+    if reason:
+        return _die(f"refusing to start: {reason}.")
+    problems = check_master_keys()
+    if problems:
+        return _die("refusing to start: " + "; ".join(problems) + ".")
+    return None
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -72,6 +79,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    os.environ["STATION_PROCESS"] = "worker"  # the only process kind that may reveal secrets
     if (refused := _refuse_unsafe_role()) is not None:
         return refused
     argv = [
@@ -264,6 +272,72 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_keys_check(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.vault.services import check_master_keys, ensure_canary
+
+    problems = check_master_keys()
+    if problems:
+        for problem in problems:
+            print(f"station: {problem}", file=sys.stderr)
+        return 1
+    ensure_canary()
+    print("Master keys match the data they protect.")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """Finish any pending re-wrap; with none pending, add a new master key (keys file) and
+    re-wrap every org's data keys under it. Safe to interrupt and run again."""
+    _setup_django(role="owner")
+    from django.conf import settings
+
+    from station.vault import keyring as keyring_module
+    from station.vault.services import master_key_in_use, rewrap_all
+    from tenants import platform
+    from tenants.authz import Principal
+
+    org_ids = platform.all_org_ids()
+    ring = keyring_module.keyring()
+    pending = sum(master_key_in_use(kid, org_ids) for kid in ring.kids()
+                  if kid != ring.current_kid)
+    if pending == 0 and not args.rewrap_only:
+        path = settings.VAULT_MASTER_KEYS_FILE
+        if path is None or settings.VAULT_MASTER_KEYS:
+            return _die("master keys come from STATION_MASTER_KEYS: add the new key there, "
+                        "make it current (STATION_MASTER_KEY_ID), restart, then run "
+                        "`station keys rotate --rewrap-only`.")
+        new_kid = f"k{len(ring.kids()) + 1}"
+        while new_kid in ring.kids():
+            new_kid += "x"
+        keyring_module.add_key_to_file(path, new_kid)
+        keyring_module.reset()
+        print(f"Added master key {new_kid} to {path}; it is now current.")
+    current = keyring_module.keyring().current_kid
+
+    def progress(org_id: object, count: int) -> None:
+        print(f"  org {org_id}: {count} data keys re-wrapped")
+
+    total = rewrap_all(org_ids, actor=Principal.system("station keys rotate"), progress=progress)
+    print(f"Done: {total} data keys re-wrapped under {current} across {len(org_ids)} orgs.")
+    return 0
+
+
+def cmd_keys_retire(args: argparse.Namespace) -> int:
+    _setup_django(role="owner")
+    from station.core.errors import StationError
+    from station.vault.services import retire_master_key
+    from tenants import platform
+
+    try:
+        retire_master_key(args.kid, platform.all_org_ids())
+    except StationError as exc:
+        return _die(exc.detail, 1)
+    print(f"Master key {args.kid} retired: no data depends on it; remove it from the "
+          "configuration.")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup_django()
     from station.demo import ensure_demo
@@ -346,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     auditsub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     av = add("verify", cmd_audit_verify, "Verify hash chains; names the first bad event", auditsub)
     av.add_argument("--org", help="only this organization (default: all)")
+
+    keys = sub.add_parser("keys", help="Master keys of the secrets vault")
+    keyssub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    add("check", cmd_keys_check, "Check the configured master keys against the data", keyssub)
+    kr = add("rotate", cmd_keys_rotate, "Add a master key and re-wrap every data key "
+             "(resumable)", keyssub)
+    kr.add_argument("--rewrap-only", action="store_true",
+                    help="only re-wrap under the current key; never add one")
+    kt = add("retire", cmd_keys_retire, "Retire a master key no data depends on", keyssub)
+    kt.add_argument("kid")
 
     add("demo", cmd_demo, "Create the demo organization and login if missing")
     manage = add("manage", cmd_manage, "Run a Django management command")

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "station.core",
     "tenants",
+    "station.vault",
     "audit",
     "billing",
 ]
@@ -198,6 +199,21 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("STATION_API_KEY_LAST_USED_SECOND
 # Keyed hashes of API keys and the audit chain use keys derived from these secrets.
 API_KEY_PEPPER = env_optional("STATION_API_KEY_PEPPER") or SECRET_KEY
 AUDIT_CHAIN_KEY = env_optional("STATION_AUDIT_CHAIN_KEY") or SECRET_KEY
+
+# --- Secrets vault -------------------------------------------------------------------------
+# Master keys: STATION_MASTER_KEYS ("kid:base64,…") and/or a JSON keys file. With the embedded
+# database and neither set, a keys file in the data directory is generated on first use.
+VAULT_MASTER_KEYS = env_optional("STATION_MASTER_KEYS")
+VAULT_MASTER_KEY_ID = env_optional("STATION_MASTER_KEY_ID")
+_keys_file = env_optional("STATION_MASTER_KEYS_FILE")
+VAULT_GENERATE_KEYS_FILE = _keys_file is None and VAULT_MASTER_KEYS is None and EMBEDDED_DATABASE
+VAULT_MASTER_KEYS_FILE: Path | None = (
+    Path(_keys_file) if _keys_file else (DATA_DIR / "master-keys.json")
+    if VAULT_GENERATE_KEYS_FILE else None
+)
+VAULT_VERSIONS_KEPT = env_int("STATION_SECRET_VERSIONS_KEPT", 10)
+# Secret values are decrypted only in worker processes (`station worker` sets this).
+VAULT_REVEAL_ALLOWED = env_str("STATION_PROCESS", "web") == "worker"
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (

@@ -84,6 +84,7 @@ class Supervisor:
         self._check_interrupted()
         self.say("applying migrations…")
         self._run_step(["migrate", "-v", "0"])
+        self._run_step(["keys", "check"], capture=True)
         login = None
         if self.demo:
             out = self._run_step(["demo"], capture=True)

@@ -29,6 +29,8 @@ PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
         "tools.manage": "Add MCP servers, approve changed tools, set tool policies",
         "secrets.read": "List secret names and metadata (never values)",
         "secrets.write": "Create, rotate and delete secrets",
+        "variables.read": "List environment variables and their values",
+        "variables.write": "Set and delete environment variables",
     }
 )
 
@@ -45,7 +47,7 @@ ROLES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         "admin": frozenset(PERMISSIONS) - {"billing.manage"},
         "developer": _READ
         | {"environments.write", "agents.write", "agents.run", "runs.cancel", "tools.manage",
-           "secrets.write"},
+           "secrets.write", "variables.write"},
         "operator": _READ | {"agents.run", "runs.cancel", "runs.approve"},
         "viewer": _READ,
         "auditor": _READ | {"audit.read"},
@@ -68,7 +70,7 @@ ROLE_DESCRIPTIONS: MappingProxyType[str, str] = MappingProxyType(
 # What an environment-bound API key may hold: permissions on resources that live in an
 # environment (checked against that environment), plus a few harmless org-level reads. Org
 # administration (members, keys, audit, billing, environments themselves) is never theirs.
-ENVIRONMENT_SCOPED_AREAS = frozenset({"agents", "runs", "tools", "secrets"})
+ENVIRONMENT_SCOPED_AREAS = frozenset({"agents", "runs", "tools", "secrets", "variables"})
 BOUND_KEY_PERMISSIONS = frozenset(
     {"org.read", "roles.read", "environments.read"}
     | {p for p in PERMISSIONS if p.split(".")[0] in ENVIRONMENT_SCOPED_AREAS}

@@ -19,14 +19,15 @@ pytestmark = pytest.mark.django_db
 ALL = frozenset(PERMISSIONS)
 READS = {
     "org.read", "environments.read", "members.read", "roles.read", "apikeys.read",
-    "agents.read", "runs.read", "tools.read", "secrets.read",
+    "agents.read", "runs.read", "tools.read", "secrets.read", "variables.read",
 }
 # The specification, written out independently of tenants.permissions.ROLES.
 EXPECTED: dict[str, frozenset[str]] = {
     "owner": ALL,
     "admin": ALL - {"billing.manage"},
     "developer": frozenset(READS | {"environments.write", "agents.write", "agents.run",
-                                    "runs.cancel", "tools.manage", "secrets.write"}),
+                                    "runs.cancel", "tools.manage", "secrets.write",
+                                    "variables.write"}),
     "operator": frozenset(READS | {"agents.run", "runs.cancel", "runs.approve"}),
     "viewer": frozenset(READS),
     "auditor": frozenset(READS | {"audit.read"}),
