@@ -293,10 +293,13 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from django.conf import settings
 
     from station.vault import keyring as keyring_module
-    from station.vault.services import master_key_in_use, rewrap_all
+    from station.vault.services import check_master_keys, master_key_in_use, rewrap_all
     from tenants import platform
     from tenants.authz import Principal
 
+    # A wrong or missing key must stop us before a new key is written to the keys file.
+    if problems := check_master_keys():
+        return _die("not rotating: " + "; ".join(problems) + ".", 1)
     org_ids = platform.all_org_ids()
     ring = keyring_module.keyring()
     pending = sum(master_key_in_use(kid, org_ids) for kid in ring.kids()

@@ -68,9 +68,11 @@ class LocalKeyring:
         return list(self.keys)
 
 
-def _decode_key(kid: str, encoded: str, source: str) -> bytes:
-    if not _KID.match(kid):
+def _decode_key(kid: str, encoded: object, source: str) -> bytes:
+    if not isinstance(kid, str) or not _KID.match(kid):
         raise ImproperlyConfigured(f"{source}: master key id {kid!r} must match {_KID.pattern}.")
+    if not isinstance(encoded, str):
+        raise ImproperlyConfigured(f"{source}: master key {kid!r} must be a base64 string.")
     try:
         raw = base64.b64decode(encoded.strip(), validate=True)
     except ValueError as exc:
@@ -88,20 +90,27 @@ def parse_env_keys(value: str) -> dict[str, bytes]:
         if not sep:
             raise ImproperlyConfigured(
                 "STATION_MASTER_KEYS entries look like kid:base64key, separated by commas.")
-        keys[kid] = _decode_key(kid, encoded, "STATION_MASTER_KEYS")
+        raw = _decode_key(kid, encoded, "STATION_MASTER_KEYS")
+        if keys.get(kid, raw) != raw:
+            raise ImproperlyConfigured(
+                f"STATION_MASTER_KEYS: master key {kid!r} is listed twice with different keys.")
+        keys[kid] = raw
     return keys
 
 
 def read_keys_file(path: Path) -> tuple[dict[str, bytes], str | None]:
+    source = f"STATION_MASTER_KEYS_FILE {path}"
     try:
         data = json.loads(path.read_text())
         raw_keys = data["keys"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        current = data.get("current")
+        if not isinstance(raw_keys, dict) or not isinstance(current, str | None):
+            raise TypeError("'keys' must map key ids to keys, 'current' must be a key id")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ImproperlyConfigured(
-            f"STATION_MASTER_KEYS_FILE {path}: unreadable or not {{'current', 'keys'}} JSON "
-            f"({exc}).") from exc
-    keys = {kid: _decode_key(kid, enc, str(path)) for kid, enc in raw_keys.items()}
-    return keys, data.get("current")
+            f"{source}: unreadable or not {{'current', 'keys'}} JSON ({exc}).") from exc
+    keys = {kid: _decode_key(kid, enc, source) for kid, enc in raw_keys.items()}
+    return keys, current
 
 
 def generate_keys_file(path: Path) -> None:
@@ -141,13 +150,24 @@ def load_keyring() -> LocalKeyring:
             generate_keys_file(path)
         keys, current = read_keys_file(path)
     if settings.VAULT_MASTER_KEYS:
-        keys.update(parse_env_keys(settings.VAULT_MASTER_KEYS))
+        for kid, raw in parse_env_keys(settings.VAULT_MASTER_KEYS).items():
+            if keys.get(kid, raw) != raw:
+                raise ImproperlyConfigured(
+                    f"Master key {kid!r} has different values in STATION_MASTER_KEYS and "
+                    "STATION_MASTER_KEYS_FILE.")
+            keys[kid] = raw
     if not keys:
         raise ImproperlyConfigured(
             "No master key configured: set STATION_MASTER_KEYS or STATION_MASTER_KEYS_FILE.")
-    current = settings.VAULT_MASTER_KEY_ID or current or list(keys)[-1]
+    if settings.VAULT_MASTER_KEY_ID:
+        current, source = settings.VAULT_MASTER_KEY_ID, "STATION_MASTER_KEY_ID"
+    elif current:
+        source = "the keys file's \"current\""
+    else:
+        current, source = list(keys)[-1], "the last key listed"
     if current not in keys:
-        raise ImproperlyConfigured(f"The current master key {current!r} is not configured.")
+        raise ImproperlyConfigured(
+            f"The current master key {current!r} (from {source}) is not configured.")
     return LocalKeyring(keys=keys, current_kid=current)
 
 

@@ -244,7 +244,10 @@ def rotate_data_key(*, actor: Principal, org: Organization) -> int:
         value = crypto.decrypt(old_raw, bytes(sv.nonce), bytes(sv.ciphertext), aad)
         sv.nonce, sv.ciphertext = crypto.encrypt(raw, value, aad)
         sv.data_key = new_key
-        sv.save(update_fields=["nonce", "ciphertext", "data_key"])
+        # Fingerprints are keyed by the data key: recompute them, or an unchanged value set
+        # after the rotation would look like a different one.
+        sv.fingerprint = crypto.fingerprint(raw, value)
+        sv.save(update_fields=["nonce", "ciphertext", "data_key", "fingerprint"])
         count += 1
     DataKey.objects.exclude(pk=new_key.pk).delete()
     audit.record("vault.data_key_rotated", actor=actor, target=new_key,
