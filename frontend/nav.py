@@ -29,6 +29,8 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("Environments", "environments", "environments.read"),
+    NavItem("Secrets", "secrets", "secrets.read", group="Configuration"),
+    NavItem("Variables", "variables", "variables.read", group="Configuration"),
     NavItem("Members", "members", "members.read", group="Access"),
     NavItem("Roles", "roles", "roles.read", group="Access"),
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),

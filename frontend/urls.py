@@ -2,7 +2,16 @@
 
 from django.urls import include, path
 
-from frontend.views import apikeys, audit, environments, home, members, roles
+from frontend.views import (
+    apikeys,
+    audit,
+    environments,
+    home,
+    members,
+    roles,
+    secrets,
+    variables,
+)
 
 app_name = "console"
 
@@ -23,6 +32,17 @@ org_patterns = [
     path("api-keys/new/", apikeys.apikey_create, name="apikeys-new"),
     path("api-keys/<uuid:key_id>/revoke/", apikeys.apikey_revoke, name="apikeys-revoke"),
     path("audit/", audit.audit_log, name="audit"),
+    path("secrets/", secrets.secret_list, name="secrets"),
+    path("secrets/new/", secrets.secret_create, name="secrets-new"),
+    path("secrets/data-key/", secrets.data_key_rotate, name="secrets-data-key"),
+    path("secrets/<uuid:secret_id>/", secrets.secret_detail, name="secrets-detail"),
+    path("secrets/<uuid:secret_id>/rotate/", secrets.secret_rotate, name="secrets-rotate"),
+    path("secrets/<uuid:secret_id>/delete/", secrets.secret_delete, name="secrets-delete"),
+    path("variables/", variables.variable_list, name="variables"),
+    path("variables/new/", variables.variable_create, name="variables-new"),
+    path("variables/<uuid:variable_id>/edit/", variables.variable_edit, name="variables-edit"),
+    path("variables/<uuid:variable_id>/delete/", variables.variable_delete,
+         name="variables-delete"),
 ]
 
 urlpatterns = [

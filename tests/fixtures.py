@@ -123,8 +123,11 @@ class SeededOrg:
 
 
 def seed_org(fx: OrgFixture) -> SeededOrg:
-    """One environment, member, environment role, API key and audit events in `fx`'s org."""
+    """One environment, member, environment role, API key, secret, variable and audit events
+    in `fx`'s org."""
     from audit.models import AuditEvent
+    from station.vault import services as vault
+    from station.vault.models import Secret, Variable
     from tenants.models import ApiKey, Environment, Membership
 
     slug = fx.org.slug
@@ -134,9 +137,13 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
         env = services.create_environment(actor=SYSTEM, org=fx.org, slug="qa", name="QA")
         services.set_environment_role(actor=SYSTEM, membership=membership,
                                       environment=env, role="viewer")
+        vault.set_secret(actor=SYSTEM, environment=env, name="SEEDED_TOKEN",
+                         value=f"seeded-secret-{slug}")
+        vault.set_variable(actor=SYSTEM, environment=env, name="SEEDED_HOST",
+                           value=f"{slug}.example")
         objects: dict[type, list[Any]] = {
             model: list(model.objects.all())
-            for model in (Environment, Membership, ApiKey, AuditEvent)
+            for model in (Environment, Membership, ApiKey, Secret, Variable, AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from audit.api import AuditEventViewSet
+from station.vault.api import DataKeyRotationView, SecretViewSet, VariableViewSet
 from tenants.api import (
     ApiKeyViewSet,
     EnvironmentViewSet,
@@ -17,9 +18,12 @@ router.register("members", MemberViewSet, basename="member")
 router.register("roles", RoleViewSet, basename="role")
 router.register("api-keys", ApiKeyViewSet, basename="apikey")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
+router.register("secrets", SecretViewSet, basename="secret")
+router.register("variables", VariableViewSet, basename="variable")
 
 urlpatterns = [
     path("me", MeView.as_view(), name="me"),
     path("organization", OrganizationView.as_view(), name="organization"),
+    path("vault/rotate-data-key", DataKeyRotationView.as_view(), name="vault-rotate-data-key"),
     *router.urls,
 ]

@@ -155,6 +155,24 @@ def set_secret(*, actor: Principal, environment: Environment, name: str, value: 
 
 
 @transaction.atomic
+def create_secret(*, actor: Principal, environment: Environment, name: str,
+                  value: str) -> Secret:
+    """Create a new secret; a name already used in the environment is a conflict (rotating
+    a value is an explicit, separate act: `set_secret`)."""
+    authorize(actor, "secrets.write", environment.organization_id, environment)
+    _validate_name(name)
+    if Secret.objects.filter(environment=environment, name=name).exists():
+        raise Conflict(f"A secret {name!r} already exists in {environment.slug}; "
+                       "set a new value on it instead.", errors={"name": ["Already exists."]})
+    try:
+        with transaction.atomic():
+            return set_secret(actor=actor, environment=environment, name=name, value=value)
+    except IntegrityError as exc:  # a concurrent create won the race
+        raise Conflict(f"A secret {name!r} already exists in {environment.slug}.",
+                       errors={"name": ["Already exists."]}) from exc
+
+
+@transaction.atomic
 def delete_secret(*, actor: Principal, secret: Secret) -> None:
     authorize(actor, "secrets.write", secret.organization_id, secret.environment)
     audit.record("secret.deleted", actor=actor, target=secret, environment_id=secret.environment_id,

@@ -14,6 +14,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from audit import chain
 from audit.models import AuditEvent
 from audit.selectors import verify_current_org
+from station.vault import services as vault
 from tenants import services
 from tenants.context import org_scope
 from tenants.models import ApiKey, Environment, Membership, Organization
@@ -53,6 +54,17 @@ OPERATIONS = [
     Operation("apikey.created", "post", "/api/v1/api-keys",
               {"name": "ci", "scopes": ["environments.read"]}),
     Operation("apikey.revoked", "post", "/api/v1/api-keys/{pk}/revoke", None, "apikey"),
+    Operation("secret.created", "post", "/api/v1/secrets",
+              {"environment": "staging", "name": "NEW_TOKEN", "value": "s3cret"}),
+    Operation("secret.updated", "put", "/api/v1/secrets/{pk}/value", {"value": "rotated"},
+              "secret"),
+    Operation("secret.deleted", "delete", "/api/v1/secrets/{pk}", None, "secret"),
+    Operation("variable.set", "post", "/api/v1/variables",
+              {"environment": "staging", "name": "REGION", "value": "eu-west-1"}),
+    Operation("variable.set", "patch", "/api/v1/variables/{pk}", {"value": "changed"},
+              "variable"),
+    Operation("variable.deleted", "delete", "/api/v1/variables/{pk}", None, "variable"),
+    Operation("vault.data_key_rotated", "post", "/api/v1/vault/rotate-data-key", None),
 ]
 
 
@@ -67,7 +79,10 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
     key = org.key_object(org.key("viewer"))
     with org.scope():
         env = Environment.objects.get(slug="staging")
-    return {"environment": env.pk, "member": viewer.pk, "apikey": key.pk}
+        secret = vault.set_secret(actor=SYSTEM, environment=env, name="TOKEN", value="v1")
+        variable = vault.set_variable(actor=SYSTEM, environment=env, name="HOST", value="h")
+    return {"environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
+            "variable": variable.pk}
 
 
 def _events(org: OrgFixture) -> list[AuditEvent]:

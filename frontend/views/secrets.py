@@ -1,0 +1,210 @@
+"""Console pages for secrets: names and metadata only. A value goes in through a password
+input that is never filled back, and no page renders a value or ciphertext."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+
+from frontend.access import OrgRequest, org_view
+from frontend.forms import add_service_error
+from station.core.errors import StationError
+from station.vault import selectors, services
+from station.vault.models import Secret
+from tenants.authz import has_permission
+from tenants.models import Environment
+from tenants.permissions import PERMISSIONS
+
+VALUE_HELP = "Stored encrypted; never shown again, not even to you."
+
+
+def _value_field(label: str = "Value") -> forms.CharField:
+    # render_value=False: after a failed submit the browser gets an empty input, never the
+    # value it sent.
+    return forms.CharField(
+        label=label, strip=False, help_text=VALUE_HELP,
+        widget=forms.PasswordInput(render_value=False, attrs={
+            "autocomplete": "new-password", "spellcheck": "false"}))
+
+
+class SecretCreateForm(forms.Form):
+    environment = forms.ChoiceField()
+    name = forms.CharField(max_length=200, help_text="Letters, digits and underscores, starting "
+                                                     "with a letter, e.g. GITHUB_TOKEN.")
+    value = _value_field()
+
+    def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environments = {env.slug: env for env in environments}
+        env_field = self.fields["environment"]
+        assert isinstance(env_field, forms.ChoiceField)
+        env_field.choices = [(env.slug, f"{env.name} ({env.slug})") for env in environments]
+
+    def clean_environment(self) -> Environment:
+        return self.environments[self.cleaned_data["environment"]]
+
+
+class SecretValueForm(forms.Form):
+    value = _value_field("New value")
+
+
+def _environments(request: OrgRequest) -> list[Environment]:
+    return selectors.visible_environments(request.principal, request.org.pk, "secrets")
+
+
+def _secret(request: OrgRequest, secret_id: uuid.UUID) -> Secret:
+    secret = selectors.secrets_with_fingerprints().filter(
+        pk=secret_id, environment__in=_environments(request)).first()
+    if secret is None:
+        raise Http404("No such secret.")
+    return secret
+
+
+def _refused_in(request: OrgRequest, secret: Secret) -> HttpResponse | None:
+    """The 403 page when the principal may not write in the secret's environment (a member
+    narrowed there), judged like the service will judge it."""
+    if has_permission(request.principal, "secrets.write", request.org, secret.environment):
+        return None
+    return render(request, "console/403.html", {
+        "permission": "secrets.write",
+        "description": f"{PERMISSIONS['secrets.write']} (in {secret.environment.name})",
+    }, status=403)
+
+
+def _list_url(request: OrgRequest, env: Environment) -> str:
+    return reverse("console:secrets", args=[request.org.slug]) + f"?env={env.slug}"
+
+
+@org_view("secrets.read")
+def secret_list(request: OrgRequest) -> HttpResponse:
+    environments = _environments(request)
+    wanted = request.GET.get("env")
+    current = next((e for e in environments if e.slug == wanted), None)
+    if current is None and environments:
+        current = next((e for e in environments if e.slug == "dev"), environments[0])
+    return render(request, "console/secrets/list.html", {
+        "environments": environments,
+        "current_env": current,
+        "secrets": selectors.secrets_with_fingerprints().filter(environment=current)
+        if current else [],
+        "can_write": current is not None and has_permission(
+            request.principal, "secrets.write", request.org, current),
+        "can_rotate_key": has_permission(request.principal, "secrets.write", request.org),
+    })
+
+
+@never_cache
+@org_view("secrets.write")
+def secret_create(request: OrgRequest) -> HttpResponse:
+    environments = [env for env in _environments(request)
+                    if has_permission(request.principal, "secrets.write", request.org, env)]
+    form = SecretCreateForm(request.POST or None, environments=environments,
+                            initial={"environment": request.GET.get("env")})
+    if request.method == "POST" and form.is_valid():
+        env = form.cleaned_data["environment"]
+        try:
+            secret = services.create_secret(
+                actor=request.principal, environment=env, name=form.cleaned_data["name"],
+                value=form.cleaned_data["value"])
+        except StationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"Secret “{secret.name}” created in {env.slug}.")
+            return redirect(_list_url(request, env))
+    return render(request, "console/secrets/new.html", {"form": form})
+
+
+@never_cache
+@org_view("secrets.read")
+def secret_detail(request: OrgRequest, secret_id: uuid.UUID) -> HttpResponse:
+    secret = _secret(request, secret_id)
+    return _detail(request, secret, SecretValueForm())
+
+
+def _detail(request: OrgRequest, secret: Secret, form: SecretValueForm,
+            status: int = 200) -> HttpResponse:
+    return render(request, "console/secrets/detail.html", {
+        "secret": secret,
+        "versions": secret.versions.all(),
+        "form": form,
+        "can_write": has_permission(request.principal, "secrets.write", request.org,
+                                    secret.environment),
+    }, status=status)
+
+
+@never_cache
+@org_view("secrets.write")
+def secret_rotate(request: OrgRequest, secret_id: uuid.UUID) -> HttpResponse:
+    secret = _secret(request, secret_id)
+    if refused := _refused_in(request, secret):
+        return refused
+    if request.method != "POST":
+        return redirect("console:secrets-detail", org_slug=request.org.slug, secret_id=secret.pk)
+    form = SecretValueForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_secret(actor=request.principal, environment=secret.environment,
+                                name=secret.name, value=form.cleaned_data["value"])
+        except StationError as exc:
+            add_service_error(form, exc)
+        else:
+            secret = _secret(request, secret_id)
+            messages.success(request, f"“{secret.name}” now has version "
+                                      f"{secret.current_version}.")
+            return redirect("console:secrets-detail", org_slug=request.org.slug,
+                            secret_id=secret.pk)
+    return _detail(request, secret, form)
+
+
+@org_view("secrets.write")
+def secret_delete(request: OrgRequest, secret_id: uuid.UUID) -> HttpResponse:
+    secret = _secret(request, secret_id)
+    if refused := _refused_in(request, secret):
+        return refused
+    if request.method == "POST":
+        try:
+            services.delete_secret(actor=request.principal, secret=secret)
+        except StationError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Secret “{secret.name}” deleted from "
+                                      f"{secret.environment.slug}.")
+        return redirect(_list_url(request, secret.environment))
+    return render(request, "console/confirm.html", {
+        "title": f"Delete secret “{secret.name}” from {secret.environment.slug}?",
+        "body": f"All {secret.versions.count()} kept versions are destroyed. Agents that "
+                f"reference ${{secret:{secret.name}}} in {secret.environment.slug} fail until "
+                "it is set again. This cannot be undone.",
+        "confirm_label": "Delete secret",
+        "danger": True,
+        "cancel_url": "console:secrets",
+    })
+
+
+@org_view("secrets.write")
+def data_key_rotate(request: OrgRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            count = services.rotate_data_key(actor=request.principal, org=request.org)
+        except StationError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Data key replaced; {count} stored "
+                                      f"value{'s' if count != 1 else ''} re-encrypted.")
+        return redirect("console:secrets", org_slug=request.org.slug)
+    return render(request, "console/confirm.html", {
+        "title": "Rotate the organization's data key?",
+        "body": "A new data key is made, every stored secret version in every environment is "
+                "re-encrypted under it, and the old key is destroyed, in one step. Values and "
+                "references do not change.",
+        "confirm_label": "Rotate data key",
+        "danger": False,
+        "cancel_url": "console:secrets",
+    })
