@@ -58,7 +58,8 @@ def test_ciphertext_moved_elsewhere_fails_to_decrypt(org_a, org_b, where):
                     "name": "MOVED", "version": sv.version}
         assert crypto.decrypt(key, bytes(sv.nonce), bytes(sv.ciphertext),
                               crypto.value_aad(**aad_args)) == CANARY
-        moved = {"org": {"org_id": org_b.org.pk}, "environment": {"environment_id": _env("prod").pk},
+        moved = {"org": {"org_id": org_b.org.pk},
+                 "environment": {"environment_id": _env("prod").pk},
                  "name": {"name": "OTHER"}, "version": {"version": sv.version + 1}}[where]
         with pytest.raises(InvalidTag):
             crypto.decrypt(key, bytes(sv.nonce), bytes(sv.ciphertext),
