@@ -26,6 +26,10 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "vault.data_keys_rewrapped": "Data keys were re-wrapped under a new master key",
         "variable.set": "An environment variable was created or changed",
         "variable.deleted": "An environment variable was deleted",
+        "environment.bundle_applied": "An environment bundle was applied (summary of the "
+        "changes; each change has its own event too)",
+        "environment.promoted": "Configuration names were promoted from another environment "
+        "(summary; each change has its own event too)",
     }
 )
 

@@ -29,6 +29,7 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("Environments", "environments", "environments.read"),
+    NavItem("Promote", "promote", "variables.read"),
     NavItem("Secrets", "secrets", "secrets.read", group="Configuration"),
     NavItem("Variables", "variables", "variables.read", group="Configuration"),
     NavItem("Members", "members", "members.read", group="Access"),

@@ -341,6 +341,20 @@ def cmd_keys_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env_export(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.envcode import commands
+
+    return commands.export(args.target, args.dir)
+
+
+def cmd_env_apply(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.envcode import commands
+
+    return commands.apply(args.dir, args.to, dry_run=args.dry_run, prune=args.prune)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup_django()
     from station.demo import ensure_demo
@@ -433,6 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only re-wrap under the current key; never add one")
     kt = add("retire", cmd_keys_retire, "Retire a master key no data depends on", keyssub)
     kt.add_argument("kid")
+
+    envp = sub.add_parser("env", help="Environments as code: export, apply (docs/environments"
+                          "-as-code.md)")
+    envsub = envp.add_subparsers(dest="env_command", required=True, metavar="COMMAND")
+    ee = add("export", cmd_env_export, "Write an environment to a bundle directory", envsub)
+    ee.add_argument("target", metavar="ORG/ENV")
+    ee.add_argument("dir", metavar="DIR")
+    ea = add("apply", cmd_env_apply, "Make an environment match a bundle (one transaction)",
+             envsub)
+    ea.add_argument("dir", metavar="DIR")
+    ea.add_argument("--to", required=True, metavar="ORG/ENV")
+    ea.add_argument("--dry-run", action="store_true", help="show the changes; change nothing")
+    ea.add_argument("--prune", action="store_true",
+                    help="also remove what the bundle's files do not list")
 
     add("demo", cmd_demo, "Create the demo organization and login if missing")
     manage = add("manage", cmd_manage, "Run a Django management command")

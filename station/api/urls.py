@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from audit.api import AuditEventViewSet
+from station.envcode.api import EnvironmentBundleViewSet
 from station.vault.api import DataKeyRotationView, SecretViewSet, VariableViewSet
 from tenants.api import (
     ApiKeyViewSet,
@@ -14,6 +15,7 @@ from tenants.api import (
 
 router = SimpleRouter(trailing_slash=False)
 router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("environments", EnvironmentBundleViewSet, basename="environment-bundle")
 router.register("members", MemberViewSet, basename="member")
 router.register("roles", RoleViewSet, basename="role")
 router.register("api-keys", ApiKeyViewSet, basename="apikey")

@@ -4,6 +4,7 @@ table nobody can rewrite while its triggers stand."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ class Operation:
     template: str  # {pk} filled from the seeded objects
     body: dict[str, Any] | None
     target: str | None = None  # which seeded object {pk} refers to
+    # Per-change events a summarizing operation writes before its own (bundle apply, promotion).
+    also: tuple[str, ...] = ()
+    setup: Callable[[OrgFixture], None] | None = None  # state the operation needs to change
 
     def __str__(self) -> str:
         return f"{self.action}: {self.method.upper()} {self.template}"
@@ -65,12 +69,27 @@ OPERATIONS = [
               "variable"),
     Operation("variable.deleted", "delete", "/api/v1/variables/{pk}", None, "variable"),
     Operation("vault.data_key_rotated", "post", "/api/v1/vault/rotate-data-key", None),
+    Operation("environment.bundle_applied", "post", "/api/v1/environments/{pk}/bundle/apply",
+              {"files": {"station-environment.yaml": "format_version: 1\n",
+                         "variables.yaml": "REGION: eu-west-1\n"}}, "environment",
+              also=("variable.set",)),
+    Operation("environment.promoted", "post", "/api/v1/environments/{pk}/promotion",
+              {"source": "dev"}, "environment", also=("variable.set",),
+              setup=lambda org: _set_variable(org, "dev", "ONLY_IN_DEV")),
 ]
+# POSTs that change nothing, so write no event.
+READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
+
+
+def _set_variable(org: OrgFixture, env_slug: str, name: str) -> None:
+    with org.scope():
+        vault.set_variable(actor=SYSTEM, environment=Environment.objects.get(slug=env_slug),
+                           name=name, value="x")
 
 
 def test_every_mutating_route_has_an_audited_operation() -> None:
     mutating = {(r.method, r.template) for r in api_routes() if r.mutating}
-    covered = {(op.method, op.template) for op in OPERATIONS}
+    covered = {(op.method, op.template) for op in OPERATIONS} | READ_ONLY
     assert mutating == covered, f"add these routes to OPERATIONS: {mutating - covered}"
 
 
@@ -104,6 +123,8 @@ def test_mutation_writes_exactly_one_event_with_actor_and_request_context(
     op: Operation, org_a: OrgFixture
 ) -> None:
     targets = _targets(org_a)
+    if op.setup:
+        op.setup(org_a)
     plaintext = org_a.key("owner")
     key = org_a.key_object(plaintext)
     before = _events(org_a)
@@ -116,8 +137,8 @@ def test_mutation_writes_exactly_one_event_with_actor_and_request_context(
     assert response.status_code in {200, 201, 204}, response.content
     after = _events(org_a)
     new = after[len(before):]
-    assert [e.action for e in new] == [op.action]
-    event = new[0]
+    assert [e.action for e in new] == [*op.also, op.action]
+    event = new[-1]
     assert event.actor_type == "api_key"
     assert event.actor_id == str(key.pk)
     assert event.actor_label == key.display
@@ -125,8 +146,8 @@ def test_mutation_writes_exactly_one_event_with_actor_and_request_context(
     assert event.context == {"request_id": REQUEST_ID, "ip": CLIENT_IP, "user_agent": USER_AGENT}
     if op.target:
         assert event.target_id == str(targets[op.target])
-    assert event.prev_hash == before[-1].hash
-    assert event.sequence == before[-1].sequence + 1
+    assert new[0].prev_hash == before[-1].hash
+    assert event.sequence == before[-1].sequence + len(new)
 
 
 @pytest.mark.django_db
