@@ -24,6 +24,11 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "secret.revealed": "A worker decrypted a secret's value for a stated purpose",
         "vault.data_key_rotated": "The organization's data key was replaced; values re-encrypted",
         "vault.data_keys_rewrapped": "Data keys were re-wrapped under a new master key",
+        "mcp_server.created": "An MCP server was added to an environment",
+        "mcp_server.updated": "An MCP server's configuration changed",
+        "mcp_server.deleted": "An MCP server and its tools were removed",
+        "mcp_server.discovered": "Tools were (re)discovered on an MCP server",
+        "tool.approved": "A tool's current definition was approved for use",
         "variable.set": "An environment variable was created or changed",
         "variable.deleted": "An environment variable was deleted",
         "environment.bundle_applied": "An environment bundle was applied (summary of the "

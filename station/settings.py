@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "station.core",
     "tenants",
     "station.vault",
+    "station.tools",
     "audit",
     "billing",
 ]
