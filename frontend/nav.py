@@ -32,6 +32,7 @@ NAV: list[NavItem] = [
     NavItem("Promote", "promote", "variables.read"),
     NavItem("Secrets", "secrets", "secrets.read", group="Configuration"),
     NavItem("Variables", "variables", "variables.read", group="Configuration"),
+    NavItem("MCP servers", "mcp", "tools.read", group="Tools"),
     NavItem("Members", "members", "members.read", group="Access"),
     NavItem("Roles", "roles", "roles.read", group="Access"),
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),

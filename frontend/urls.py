@@ -7,6 +7,7 @@ from frontend.views import (
     audit,
     environments,
     home,
+    mcp,
     members,
     promote,
     roles,
@@ -45,6 +46,14 @@ org_patterns = [
     path("variables/<uuid:variable_id>/edit/", variables.variable_edit, name="variables-edit"),
     path("variables/<uuid:variable_id>/delete/", variables.variable_delete,
          name="variables-delete"),
+    path("mcp/", mcp.server_list, name="mcp"),
+    path("mcp/new/", mcp.server_create, name="mcp-new"),
+    path("mcp/<uuid:server_id>/", mcp.server_detail, name="mcp-detail"),
+    path("mcp/<uuid:server_id>/edit/", mcp.server_edit, name="mcp-edit"),
+    path("mcp/<uuid:server_id>/delete/", mcp.server_delete, name="mcp-delete"),
+    path("mcp/<uuid:server_id>/discover/", mcp.server_discover, name="mcp-discover"),
+    path("mcp/tools/<uuid:tool_id>/", mcp.tool_review, name="mcp-tool"),
+    path("mcp/tools/<uuid:tool_id>/approve/", mcp.tool_approve, name="mcp-tool-approve"),
 ]
 
 urlpatterns = [

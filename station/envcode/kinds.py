@@ -256,3 +256,6 @@ class SecretsKind(Kind):
 
 register(VariablesKind())
 register(SecretsKind())
+
+# Kinds defined by other modules register themselves on import.
+from station.envcode import kind_mcp_servers  # noqa: E402, F401 - registers "mcp_servers"
