@@ -113,7 +113,10 @@ def _copy_every_table_as_owner(cur: Any, org_ids: list[uuid.UUID]) -> bytes:
 
 
 def test_canary_never_leaks_through_the_whole_flow(
-        probe_worker, make_org, keys_file, settings, caplog, owner_cursor):
+        probe_worker, make_org, keys_file, settings, caplog, owner_cursor, monkeypatch):
+    # Celery lets CELERY_BROKER_URL in the environment override any app's broker (CI's
+    # system-Redis run sets it): keep the probe on its in-memory transport.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     settings.DEBUG = True  # every SQL statement, with its parameters, goes to the log
     caplog.set_level(logging.DEBUG)
     for name in ("django.db.backends", "celery", "kombu", "station", "audit", "tenants"):
