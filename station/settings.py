@@ -216,6 +216,10 @@ VAULT_VERSIONS_KEPT = env_int("STATION_SECRET_VERSIONS_KEPT", 10)
 # Secret values are decrypted only in worker processes (`station worker` sets this).
 VAULT_REVEAL_ALLOWED = env_str("STATION_PROCESS", "web") == "worker"
 
+# --- MCP servers ------------------------------------------------------------------------------
+# Bound on connecting to an MCP server and listing its tools (discovery, health checks).
+MCP_TIMEOUT_SECONDS = env_int("STATION_MCP_TIMEOUT_SECONDS", 20)
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (
     f"redis+socket://{datadir.broker_socket(DATA_DIR)}"

@@ -123,9 +123,12 @@ class SeededOrg:
 
 
 def seed_org(fx: OrgFixture) -> SeededOrg:
-    """One environment, member, environment role, API key, secret, variable and audit events
-    in `fx`'s org."""
+    """One environment, member, environment role, API key, secret, variable, MCP server, tool
+    and audit events in `fx`'s org."""
     from audit.models import AuditEvent
+    from station.tools import services as tools
+    from station.tools.hashing import ToolDefinition
+    from station.tools.models import McpServer, Tool
     from station.vault import services as vault
     from station.vault.models import Secret, Variable
     from tenants.models import ApiKey, Environment, Membership
@@ -141,9 +144,15 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
                          value=f"seeded-secret-{slug}")
         vault.set_variable(actor=SYSTEM, environment=env, name="SEEDED_HOST",
                            value=f"{slug}.example")
+        server = tools.create_mcp_server(actor=SYSTEM, environment=env, name="clock",
+                                         transport="stdio", command="mcp-server-time",
+                                         env={"TOKEN": "${secret:SEEDED_TOKEN}"})
+        tools.record_discovery(actor=SYSTEM, server=server, tools=[ToolDefinition(
+            "get_current_time", "Current time", {"type": "object", "properties": {}})])
         objects: dict[type, list[Any]] = {
             model: list(model.objects.all())
-            for model in (Environment, Membership, ApiKey, Secret, Variable, AuditEvent)
+            for model in (Environment, Membership, ApiKey, Secret, Variable, McpServer, Tool,
+                          AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

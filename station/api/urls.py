@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from audit.api import AuditEventViewSet
 from station.envcode.api import EnvironmentBundleViewSet
+from station.tools.api import McpServerViewSet, ToolViewSet
 from station.vault.api import DataKeyRotationView, SecretViewSet, VariableViewSet
 from tenants.api import (
     ApiKeyViewSet,
@@ -22,6 +23,8 @@ router.register("api-keys", ApiKeyViewSet, basename="apikey")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("secrets", SecretViewSet, basename="secret")
 router.register("variables", VariableViewSet, basename="variable")
+router.register("mcp-servers", McpServerViewSet, basename="mcpserver")
+router.register("tools", ToolViewSet, basename="tool")
 
 urlpatterns = [
     path("me", MeView.as_view(), name="me"),

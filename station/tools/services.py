@@ -23,11 +23,15 @@ _CONFIG_FIELDS = ("description", "transport", "command", "args", "env", "url", "
                   "enabled")
 
 
-def _references(config: dict[str, Any]) -> set[tuple[str, str]]:
-    texts: list[str] = [config.get("command", ""), config.get("url", ""),
-                        *config.get("args", []), *config.get("env", {}).values(),
-                        *config.get("headers", {}).values()]
-    return {(m.group(1), m.group(2)) for text in texts for m in REFERENCE.finditer(str(text))}
+def _references(config: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(kind, name, field) of every ${secret:…}/${var:…} reference in the settings."""
+    texts: list[tuple[str, str]] = [
+        ("command", config.get("command", "")), ("url", config.get("url", "")),
+        *(("args", a) for a in config.get("args", [])),
+        *(("env", v) for v in config.get("env", {}).values()),
+        *(("headers", v) for v in config.get("headers", {}).values())]
+    return {(m.group(1), m.group(2), where) for where, text in texts
+            for m in REFERENCE.finditer(str(text))}
 
 
 def _validate_config(environment: Environment, config: dict[str, Any]) -> dict[str, Any]:
@@ -50,11 +54,11 @@ def _validate_config(environment: Environment, config: dict[str, Any]) -> dict[s
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             errors[field] = ["An object of string names to string values."]
     if not errors:
-        for kind, name in sorted(_references(config)):
+        for kind, name, where in sorted(_references(config)):
             model = Secret if kind == "secret" else Variable
             if not model.objects.filter(environment=environment, name=name).exists():
                 label = "secret" if kind == "secret" else "variable"
-                errors.setdefault("env" if kind == "secret" else "config", []).append(
+                errors.setdefault(where, []).append(
                     f"References {label} {name!r}, which does not exist in "
                     f"{environment.slug}.")
     if errors:
@@ -118,6 +122,8 @@ def record_discovery(*, actor: Principal, server: McpServer,
     `changed`; tools the server no longer lists are marked `removed`, never deleted."""
     now = timezone.now()
     found = {tool.name: tool for tool in tools}
+    # Lock the server row first: two discoveries of one server apply one after the other.
+    McpServer.objects.select_for_update().filter(pk=server.pk).first()
     known = {tool.name: tool for tool in Tool.objects.select_for_update().filter(server=server)}
     summary: dict[str, list[str]] = {"added": [], "changed": [], "removed": [], "restored": []}
     for name, definition in sorted(found.items()):
@@ -169,6 +175,17 @@ def record_failure(*, server: McpServer, error: str, latency_ms: int | None = No
     server.last_error = error[:2000]
     server.last_latency_ms = latency_ms
     server.save(update_fields=["last_checked_at", "last_error", "last_latency_ms"])
+
+
+@transaction.atomic
+def record_health(*, server: McpServer, latency_ms: int | None) -> None:
+    """A successful health check (telemetry on the server row; not audited)."""
+    now = timezone.now()
+    server.last_checked_at = now
+    server.last_ok_at = now
+    server.last_error = ""
+    server.last_latency_ms = latency_ms
+    server.save(update_fields=["last_checked_at", "last_ok_at", "last_error", "last_latency_ms"])
 
 
 @transaction.atomic

@@ -15,6 +15,9 @@ from django.db import DatabaseError, connection, connections, transaction
 from audit import chain
 from audit.models import AuditEvent
 from audit.selectors import verify_current_org
+from station.tools import services as tools
+from station.tools.hashing import ToolDefinition
+from station.tools.models import Tool
 from station.vault import services as vault
 from tenants import services
 from tenants.context import org_scope
@@ -76,9 +79,20 @@ OPERATIONS = [
     Operation("environment.promoted", "post", "/api/v1/environments/{pk}/promotion",
               {"source": "dev"}, "environment", also=("variable.set",),
               setup=lambda org: _set_variable(org, "dev", "ONLY_IN_DEV")),
+    Operation("mcp_server.created", "post", "/api/v1/mcp-servers",
+              {"environment": "staging", "name": "clock", "transport": "stdio",
+               "command": "mcp-server-time", "env": {"TOKEN": "${secret:TOKEN}"}}),
+    Operation("mcp_server.updated", "patch", "/api/v1/mcp-servers/{pk}",
+              {"description": "Clock", "args": ["--local-timezone", "UTC"]}, "mcp_server"),
+    Operation("mcp_server.deleted", "delete", "/api/v1/mcp-servers/{pk}", None, "mcp_server"),
+    Operation("tool.approved", "post", "/api/v1/tools/{pk}/approve", None, "tool"),
 ]
 # POSTs that change nothing, so write no event.
 READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
+# POSTs that only queue worker tasks: the worker's own writes are audited there
+# (mcp_server.discovered, secret.revealed), the request itself changes nothing.
+QUEUES_WORK = {("post", "/api/v1/mcp-servers/{pk}/discover"),
+               ("post", "/api/v1/mcp-servers/{pk}/health-check")}
 
 
 def _set_variable(org: OrgFixture, env_slug: str, name: str) -> None:
@@ -89,7 +103,7 @@ def _set_variable(org: OrgFixture, env_slug: str, name: str) -> None:
 
 def test_every_mutating_route_has_an_audited_operation() -> None:
     mutating = {(r.method, r.template) for r in api_routes() if r.mutating}
-    covered = {(op.method, op.template) for op in OPERATIONS} | READ_ONLY
+    covered = {(op.method, op.template) for op in OPERATIONS} | READ_ONLY | QUEUES_WORK
     assert mutating == covered, f"add these routes to OPERATIONS: {mutating - covered}"
 
 
@@ -100,8 +114,13 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
         env = Environment.objects.get(slug="staging")
         secret = vault.set_secret(actor=SYSTEM, environment=env, name="TOKEN", value="v1")
         variable = vault.set_variable(actor=SYSTEM, environment=env, name="HOST", value="h")
+        server = tools.create_mcp_server(actor=SYSTEM, environment=env, name="seeded",
+                                         transport="stdio", command="mcp-server-time")
+        tools.record_discovery(actor=SYSTEM, server=server,
+                               tools=[ToolDefinition("get_current_time", "Current time")])
+        tool = Tool.objects.get(server=server)
     return {"environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
-            "variable": variable.pk}
+            "variable": variable.pk, "mcp_server": server.pk, "tool": tool.pk}
 
 
 def _events(org: OrgFixture) -> list[AuditEvent]:
