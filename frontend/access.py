@@ -20,7 +20,7 @@ from django_htmx.middleware import HtmxDetails
 from frontend.nav import NavLink, nav_for
 from tenants import context, platform
 from tenants.authz import Principal, has_permission
-from tenants.models import Organization, User
+from tenants.models import Environment, Organization, User
 from tenants.permissions import PERMISSIONS, check_permission_name
 
 P = ParamSpec("P")
@@ -76,3 +76,30 @@ def org_view(permission: str) -> Callable[[OrgViewFunc[P]], Callable[..., HttpRe
         return protected
 
     return decorator
+
+
+# --- environment-scoped pages (secrets, variables, MCP servers) ----------------------------
+
+
+def refused_in_environment(
+    request: OrgRequest, permission: str, environment: Environment
+) -> HttpResponse | None:
+    """The 403 page when the principal lacks `permission` in `environment` (e.g. a member
+    narrowed there), judged exactly as the service will judge it; None when allowed."""
+    if has_permission(request.principal, permission, request.org, environment):
+        return None
+    return render(request, "console/403.html", {
+        "permission": permission,
+        "description": f"{PERMISSIONS[permission]} (in {environment.name})",
+    }, status=403)
+
+
+def selected_environment(
+    request: OrgRequest, environments: list[Environment]
+) -> Environment | None:
+    """The environment tab asked for with `?env=`, else dev, else the first one."""
+    wanted = request.GET.get("env")
+    current = next((e for e in environments if e.slug == wanted), None)
+    if current is None and environments:
+        current = next((e for e in environments if e.slug == "dev"), environments[0])
+    return current

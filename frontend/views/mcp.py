@@ -24,7 +24,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view
+from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
 from frontend.forms import add_service_error
 from station.core.errors import Conflict, StationError
 from station.tools import services
@@ -170,14 +170,6 @@ def _environments(request: OrgRequest) -> list[Environment]:
                    for p in ("tools.read", "tools.manage"))]
 
 
-def _current_env(request: OrgRequest, environments: list[Environment]) -> Environment | None:
-    wanted = request.GET.get("env")
-    current = next((e for e in environments if e.slug == wanted), None)
-    if current is None and environments:
-        current = next((e for e in environments if e.slug == "dev"), environments[0])
-    return current
-
-
 def _servers() -> QuerySet[McpServer]:
     return McpServer.objects.select_related("environment").annotate(
         tool_count=Count("tools", filter=~Q(tools__status=Tool.REMOVED)),
@@ -203,15 +195,6 @@ def _can_manage(request: OrgRequest, env: Environment) -> bool:
     return has_permission(request.principal, "tools.manage", request.org, env)
 
 
-def _refused_in(request: OrgRequest, env: Environment) -> HttpResponse | None:
-    if _can_manage(request, env):
-        return None
-    return render(request, "console/403.html", {
-        "permission": "tools.manage",
-        "description": f"{PERMISSIONS['tools.manage']} (in {env.name})",
-    }, status=403)
-
-
 def _list_url(request: OrgRequest, env: Environment) -> str:
     return reverse("console:mcp", args=[request.org.slug]) + f"?env={env.slug}"
 
@@ -235,7 +218,7 @@ def _references_hint(env: Environment) -> dict[str, list[str]]:
 @org_view("tools.read")
 def server_list(request: OrgRequest) -> HttpResponse:
     environments = _environments(request)
-    current = _current_env(request, environments)
+    current = selected_environment(request, environments)
     return render(request, "console/mcp/list.html", {
         "environments": environments,
         "current_env": current,
@@ -255,7 +238,7 @@ def _form_page(request: OrgRequest, form: McpServerForm, env: Environment,
 @org_view("tools.manage")
 def server_create(request: OrgRequest) -> HttpResponse:
     environments = [env for env in _environments(request) if _can_manage(request, env)]
-    env = _current_env(request, environments)
+    env = selected_environment(request, environments)
     if env is None:
         return render(request, "console/403.html", {
             "permission": "tools.manage", "description": PERMISSIONS["tools.manage"]},
@@ -279,7 +262,7 @@ def server_create(request: OrgRequest) -> HttpResponse:
 @org_view("tools.manage")
 def server_edit(request: OrgRequest, server_id: uuid.UUID) -> HttpResponse:
     server = _server(request, server_id)
-    if refused := _refused_in(request, server.environment):
+    if refused := refused_in_environment(request, "tools.manage", server.environment):
         return refused
     form = McpServerForm(request.POST or None, editing=True,
                          initial=McpServerForm.initial_for(server))
@@ -297,7 +280,7 @@ def server_edit(request: OrgRequest, server_id: uuid.UUID) -> HttpResponse:
 @org_view("tools.manage")
 def server_delete(request: OrgRequest, server_id: uuid.UUID) -> HttpResponse:
     server = _server(request, server_id)
-    if refused := _refused_in(request, server.environment):
+    if refused := refused_in_environment(request, "tools.manage", server.environment):
         return refused
     count: int = getattr(server, "tool_count", 0)
     if request.method == "POST":
@@ -336,7 +319,7 @@ def server_detail(request: OrgRequest, server_id: uuid.UUID) -> HttpResponse:
 @org_view("tools.manage")
 def server_discover(request: OrgRequest, server_id: uuid.UUID) -> HttpResponse:
     server = _server(request, server_id)
-    if refused := _refused_in(request, server.environment):
+    if refused := refused_in_environment(request, "tools.manage", server.environment):
         return refused
     if request.method == "POST":
         try:
@@ -403,7 +386,7 @@ def tool_review(request: OrgRequest, tool_id: uuid.UUID) -> HttpResponse:
 @org_view("tools.manage")
 def tool_approve(request: OrgRequest, tool_id: uuid.UUID) -> HttpResponse:
     tool = _tool(request, tool_id)
-    if refused := _refused_in(request, tool.server.environment):
+    if refused := refused_in_environment(request, "tools.manage", tool.server.environment):
         return refused
     if request.method == "POST":
         try:

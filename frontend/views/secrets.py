@@ -13,14 +13,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view
+from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
 from frontend.forms import add_service_error
 from station.core.errors import StationError
 from station.vault import selectors, services
 from station.vault.models import Secret
 from tenants.authz import has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 VALUE_HELP = "Stored encrypted; never shown again, not even to you."
 
@@ -67,17 +66,6 @@ def _secret(request: OrgRequest, secret_id: uuid.UUID) -> Secret:
     return secret
 
 
-def _refused_in(request: OrgRequest, secret: Secret) -> HttpResponse | None:
-    """The 403 page when the principal may not write in the secret's environment (a member
-    narrowed there), judged like the service will judge it."""
-    if has_permission(request.principal, "secrets.write", request.org, secret.environment):
-        return None
-    return render(request, "console/403.html", {
-        "permission": "secrets.write",
-        "description": f"{PERMISSIONS['secrets.write']} (in {secret.environment.name})",
-    }, status=403)
-
-
 def _list_url(request: OrgRequest, env: Environment) -> str:
     return reverse("console:secrets", args=[request.org.slug]) + f"?env={env.slug}"
 
@@ -85,10 +73,7 @@ def _list_url(request: OrgRequest, env: Environment) -> str:
 @org_view("secrets.read")
 def secret_list(request: OrgRequest) -> HttpResponse:
     environments = _environments(request)
-    wanted = request.GET.get("env")
-    current = next((e for e in environments if e.slug == wanted), None)
-    if current is None and environments:
-        current = next((e for e in environments if e.slug == "dev"), environments[0])
+    current = selected_environment(request, environments)
     return render(request, "console/secrets/list.html", {
         "environments": environments,
         "current_env": current,
@@ -143,7 +128,7 @@ def _detail(request: OrgRequest, secret: Secret, form: SecretValueForm,
 @org_view("secrets.write")
 def secret_rotate(request: OrgRequest, secret_id: uuid.UUID) -> HttpResponse:
     secret = _secret(request, secret_id)
-    if refused := _refused_in(request, secret):
+    if refused := refused_in_environment(request, "secrets.write", secret.environment):
         return refused
     if request.method != "POST":
         return redirect("console:secrets-detail", org_slug=request.org.slug, secret_id=secret.pk)
@@ -166,7 +151,7 @@ def secret_rotate(request: OrgRequest, secret_id: uuid.UUID) -> HttpResponse:
 @org_view("secrets.write")
 def secret_delete(request: OrgRequest, secret_id: uuid.UUID) -> HttpResponse:
     secret = _secret(request, secret_id)
-    if refused := _refused_in(request, secret):
+    if refused := refused_in_environment(request, "secrets.write", secret.environment):
         return refused
     if request.method == "POST":
         try:

@@ -12,14 +12,13 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from frontend.access import OrgRequest, org_view
+from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
 from frontend.forms import add_service_error
 from station.core.errors import StationError
 from station.vault import selectors, services
 from station.vault.models import Variable
 from tenants.authz import has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 NAME_HELP = "Letters, digits and underscores, starting with a letter, e.g. API_BASE_URL."
 VALUE_HELP = "Not secret: shown to everyone who can read variables. Use a secret for tokens."
@@ -64,16 +63,6 @@ def _variable(request: OrgRequest, variable_id: uuid.UUID) -> Variable:
     return variable
 
 
-def _refused_in(request: OrgRequest, variable: Variable) -> HttpResponse | None:
-    """The 403 page when the principal may not write in the variable's environment."""
-    if has_permission(request.principal, "variables.write", request.org, variable.environment):
-        return None
-    return render(request, "console/403.html", {
-        "permission": "variables.write",
-        "description": f"{PERMISSIONS['variables.write']} (in {variable.environment.name})",
-    }, status=403)
-
-
 def _list_url(request: OrgRequest, env: Environment) -> str:
     return reverse("console:variables", args=[request.org.slug]) + f"?env={env.slug}"
 
@@ -81,10 +70,7 @@ def _list_url(request: OrgRequest, env: Environment) -> str:
 @org_view("variables.read")
 def variable_list(request: OrgRequest) -> HttpResponse:
     environments = _environments(request)
-    wanted = request.GET.get("env")
-    current = next((e for e in environments if e.slug == wanted), None)
-    if current is None and environments:
-        current = next((e for e in environments if e.slug == "dev"), environments[0])
+    current = selected_environment(request, environments)
     return render(request, "console/variables/list.html", {
         "environments": environments,
         "current_env": current,
@@ -118,7 +104,7 @@ def variable_create(request: OrgRequest) -> HttpResponse:
 @org_view("variables.write")
 def variable_edit(request: OrgRequest, variable_id: uuid.UUID) -> HttpResponse:
     variable = _variable(request, variable_id)
-    if refused := _refused_in(request, variable):
+    if refused := refused_in_environment(request, "variables.write", variable.environment):
         return refused
     form = VariableValueForm(request.POST or None, initial={"value": variable.value})
     if request.method == "POST" and form.is_valid():
@@ -136,7 +122,7 @@ def variable_edit(request: OrgRequest, variable_id: uuid.UUID) -> HttpResponse:
 @org_view("variables.write")
 def variable_delete(request: OrgRequest, variable_id: uuid.UUID) -> HttpResponse:
     variable = _variable(request, variable_id)
-    if refused := _refused_in(request, variable):
+    if refused := refused_in_environment(request, "variables.write", variable.environment):
         return refused
     if request.method == "POST":
         try:
