@@ -28,6 +28,23 @@ def add_service_error(form: forms.Form, exc: StationError) -> None:
             form.add_error(field if field in form.fields else None, message)
 
 
+class EnvironmentScopedForm(forms.Form):
+    """A form whose `environment` field chooses among the environments given to it (those the
+    principal may write in); `cleaned_data["environment"]` is the Environment itself."""
+
+    environment = forms.ChoiceField()
+
+    def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environments = {env.slug: env for env in environments}
+        env_field = self.fields["environment"]
+        assert isinstance(env_field, forms.ChoiceField)
+        env_field.choices = [(env.slug, f"{env.name} ({env.slug})") for env in environments]
+
+    def clean_environment(self) -> Environment:
+        return self.environments[self.cleaned_data["environment"]]
+
+
 class EnvironmentCreateForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="Shown in the console, e.g. “QA”.")
     slug = forms.CharField(

@@ -4,7 +4,6 @@ input that is never filled back, and no page renders a value or ciphertext."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -14,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
 from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
-from frontend.forms import add_service_error
+from frontend.forms import EnvironmentScopedForm, add_service_error
 from station.core.errors import StationError
 from station.vault import selectors, services
 from station.vault.models import Secret
@@ -33,21 +32,10 @@ def _value_field(label: str = "Value") -> forms.CharField:
             "autocomplete": "new-password", "spellcheck": "false"}))
 
 
-class SecretCreateForm(forms.Form):
-    environment = forms.ChoiceField()
+class SecretCreateForm(EnvironmentScopedForm):
     name = forms.CharField(max_length=200, help_text="Letters, digits and underscores, starting "
                                                      "with a letter, e.g. GITHUB_TOKEN.")
     value = _value_field()
-
-    def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.environments = {env.slug: env for env in environments}
-        env_field = self.fields["environment"]
-        assert isinstance(env_field, forms.ChoiceField)
-        env_field.choices = [(env.slug, f"{env.name} ({env.slug})") for env in environments]
-
-    def clean_environment(self) -> Environment:
-        return self.environments[self.cleaned_data["environment"]]
 
 
 class SecretValueForm(forms.Form):

@@ -4,7 +4,6 @@ environment."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -13,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
-from frontend.forms import add_service_error
+from frontend.forms import EnvironmentScopedForm, add_service_error
 from station.core.errors import StationError
 from station.vault import selectors, services
 from station.vault.models import Variable
@@ -24,21 +23,10 @@ NAME_HELP = "Letters, digits and underscores, starting with a letter, e.g. API_B
 VALUE_HELP = "Not secret: shown to everyone who can read variables. Use a secret for tokens."
 
 
-class VariableCreateForm(forms.Form):
-    environment = forms.ChoiceField()
+class VariableCreateForm(EnvironmentScopedForm):
     name = forms.CharField(max_length=200, help_text=NAME_HELP)
     value = forms.CharField(required=False, strip=False, help_text=VALUE_HELP,
                             widget=forms.Textarea(attrs={"rows": 3}))
-
-    def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.environments = {env.slug: env for env in environments}
-        env_field = self.fields["environment"]
-        assert isinstance(env_field, forms.ChoiceField)
-        env_field.choices = [(env.slug, f"{env.name} ({env.slug})") for env in environments]
-
-    def clean_environment(self) -> Environment:
-        return self.environments[self.cleaned_data["environment"]]
 
 
 class VariableValueForm(forms.Form):
