@@ -17,7 +17,8 @@ class AuditEvent(TenantModel):
     forged rows break the chain.
     """
 
-    ACTOR_TYPES = (("user", "User"), ("api_key", "API key"), ("system", "System"))
+    ACTOR_TYPES = (("user", "User"), ("api_key", "API key"), ("run", "Agent run"),
+                   ("system", "System"))
 
     id = models.BigAutoField(primary_key=True)
     sequence = models.BigIntegerField()

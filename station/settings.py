@@ -55,6 +55,9 @@ INSTALLED_APPS = [
     "tenants",
     "station.vault",
     "station.tools",
+    "station.providers",
+    "station.agents",
+    "station.runs",
     "audit",
     "billing",
 ]

@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class Principal:
-    kind: Literal["user", "api_key", "system"]
+    kind: Literal["user", "api_key", "run", "system"]
     user: User | None = None
     api_key: ApiKey | None = None
     label: str = ""
+    run_id: uuid.UUID | None = None
     # For an API key: its creator's (org role, role in the key's environment), read with the
     # key in the same query at authentication, i.e. current as of this request.
     creator_roles: tuple[str | None, str | None] | None = field(default=None, repr=False)
@@ -42,6 +43,13 @@ class Principal:
         return cls(kind="api_key", api_key=key, label=key.display, creator_roles=creator_roles)
 
     @classmethod
+    def for_run(cls, run_id: uuid.UUID, agent_name: str = "") -> Principal:
+        """A run acting in the worker (reveals, tool calls). It holds no permissions: what
+        it may do was decided when the run was started and when its version was published."""
+        label = f"run {run_id}" + (f" of {agent_name}" if agent_name else "")
+        return cls(kind="run", run_id=run_id, label=label)
+
+    @classmethod
     def system(cls, label: str = "system") -> Principal:
         return cls(kind="system", label=label)
 
@@ -51,6 +59,8 @@ class Principal:
             return str(self.user.pk)
         if self.api_key is not None:
             return str(self.api_key.pk)
+        if self.run_id is not None:
+            return str(self.run_id)
         return None
 
 

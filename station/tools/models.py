@@ -95,3 +95,36 @@ class Tool(TenantModel):
     @property
     def callable(self) -> bool:
         return self.status == self.APPROVED and self.content_hash == self.approved_hash
+
+
+class ToolPolicy(TenantModel):
+    """An environment-wide rule for tool calls, on top of each agent's allowlist.
+
+    `tool` is `server/tool` or `server/*`. `deny` makes the tool uncallable by any agent in
+    the environment; `require_approval` holds each call until a member with `runs.approve`
+    approves or rejects it.
+    """
+
+    DENY, REQUIRE_APPROVAL = "deny", "require_approval"
+    EFFECTS = ((DENY, "Deny"), (REQUIRE_APPROVAL, "Require human approval"))
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    tool = models.CharField(max_length=300)
+    effect = models.CharField(max_length=16, choices=EFFECTS)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TenantModel.Meta):
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            *TenantModel.Meta.constraints,
+            models.UniqueConstraint(fields=["organization", "environment", "tool"],
+                                    name="uniq_tool_policy_per_env"),
+        ]
+        ordering = ["tool"]
+
+    def __str__(self) -> str:
+        return f"{self.effect} {self.tool}"
+
+    def matches(self, server: str, tool: str) -> bool:
+        return self.tool in (f"{server}/{tool}", f"{server}/*")

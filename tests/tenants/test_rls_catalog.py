@@ -59,10 +59,25 @@ def _isolation_policies(table: str, column: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def test_platform_index_tables_hold_only_ids_statuses_and_timestamps() -> None:
+    from tenants.rls import PLATFORM_INDEX_TABLES
+
+    for table, allowed in PLATFORM_INDEX_TABLES.items():
+        columns = {name for (name,) in _rows(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped", [f"public.{table}"])}
+        assert columns, f"{table} is missing"
+        assert columns <= allowed, f"{table} grew columns {sorted(columns - allowed)}"
+
+
 def test_every_tenant_table_has_forced_rls_and_an_org_policy() -> None:
-    # Tables are found in the catalog (any column named organization_id), not listed by hand.
+    # Tables are found in the catalog (any column named organization_id), not listed by hand;
+    # only the declared platform indexes (ids and timestamps, checked above) are exempt.
+    from tenants.rls import PLATFORM_INDEX_TABLES
+
     problems = []
-    for name in [*_tenant_tables(), "tenants_organization"]:
+    tables = [t for t in _tenant_tables() if t not in PLATFORM_INDEX_TABLES]
+    for name in [*tables, "tenants_organization"]:
         enabled, forced = _rls_flags(name)
         column = "id" if name == "tenants_organization" else "organization_id"
         policies = _isolation_policies(name, column)
