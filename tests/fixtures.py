@@ -123,12 +123,18 @@ class SeededOrg:
 
 
 def seed_org(fx: OrgFixture) -> SeededOrg:
-    """One environment, member, environment role, API key, secret, variable, MCP server, tool
-    and audit events in `fx`'s org."""
+    """One environment, member, environment role, API key, secret, variable, MCP server, tool,
+    model provider, agent with a published version, tool policy and audit events in `fx`'s
+    org."""
     from audit.models import AuditEvent
+    from station.agents import services as agents
+    from station.agents.models import Agent, AgentVersion
+    from station.providers import services as providers
+    from station.providers.models import ModelProvider
+    from station.tools import policies
     from station.tools import services as tools
     from station.tools.hashing import ToolDefinition
-    from station.tools.models import McpServer, Tool
+    from station.tools.models import McpServer, Tool, ToolPolicy
     from station.vault import services as vault
     from station.vault.models import Secret, Variable
     from tenants.models import ApiKey, Environment, Membership
@@ -149,10 +155,21 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
                                          env={"TOKEN": "${secret:SEEDED_TOKEN}"})
         tools.record_discovery(actor=SYSTEM, server=server, tools=[ToolDefinition(
             "get_current_time", "Current time", {"type": "object", "properties": {}})])
+        providers.create_provider(actor=SYSTEM, environment=env, name="scripted",
+                                  kind="scripted")
+        agent = agents.create_agent(
+            actor=SYSTEM, environment=env, name="clock-bot", provider="scripted",
+            model="scripted-1", instructions="Tell the time.",
+            parameters={"scenario": [{"content": "It is noon."}]},
+            allowed_tools=["clock/get_current_time"],
+            input_schema={"type": "object", "properties": {"question": {"type": "string"}}})
+        agents.publish_agent(actor=SYSTEM, agent=agent, note="seeded")
+        policies.set_policy(actor=SYSTEM, environment=env, tool="clock/*",
+                            effect="require_approval")
         objects: dict[type, list[Any]] = {
             model: list(model.objects.all())
             for model in (Environment, Membership, ApiKey, Secret, Variable, McpServer, Tool,
-                          AuditEvent)
+                          ModelProvider, Agent, AgentVersion, ToolPolicy, AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

@@ -2,8 +2,17 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from audit.api import AuditEventViewSet
+from station.agents.api import AgentVersionViewSet, AgentViewSet
 from station.envcode.api import EnvironmentBundleViewSet
+from station.providers.api import ProviderViewSet
 from station.tools.api import McpServerViewSet, ToolViewSet
+from station.tools.policies_api import ToolPolicyViewSet
+from station.triggers.api import (
+    InboundWebhookViewSet,
+    OutboundWebhookViewSet,
+    ScheduleViewSet,
+    WebhookDeliveryViewSet,
+)
 from station.vault.api import DataKeyRotationView, SecretViewSet, VariableViewSet
 from tenants.api import (
     ApiKeyViewSet,
@@ -25,6 +34,14 @@ router.register("secrets", SecretViewSet, basename="secret")
 router.register("variables", VariableViewSet, basename="variable")
 router.register("mcp-servers", McpServerViewSet, basename="mcpserver")
 router.register("tools", ToolViewSet, basename="tool")
+router.register("providers", ProviderViewSet, basename="provider")
+router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("inbound-webhooks", InboundWebhookViewSet, basename="inboundwebhook")
+router.register("outbound-webhooks", OutboundWebhookViewSet, basename="outboundwebhook")
+router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhookdelivery")
+router.register("tool-policies", ToolPolicyViewSet, basename="toolpolicy")
+router.register("agents", AgentViewSet, basename="agent")
+router.register("agent-versions", AgentVersionViewSet, basename="agentversion")
 
 urlpatterns = [
     path("me", MeView.as_view(), name="me"),

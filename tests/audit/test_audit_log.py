@@ -15,6 +15,10 @@ from django.db import DatabaseError, connection, connections, transaction
 from audit import chain
 from audit.models import AuditEvent
 from audit.selectors import verify_current_org
+from station.agents import services as agents
+from station.providers import services as providers
+from station.providers.models import ModelProvider
+from station.tools import policies
 from station.tools import services as tools
 from station.tools.hashing import ToolDefinition
 from station.tools.models import Tool
@@ -86,6 +90,29 @@ OPERATIONS = [
               {"description": "Clock", "args": ["--local-timezone", "UTC"]}, "mcp_server"),
     Operation("mcp_server.deleted", "delete", "/api/v1/mcp-servers/{pk}", None, "mcp_server"),
     Operation("tool.approved", "post", "/api/v1/tools/{pk}/approve", None, "tool"),
+    Operation("provider.created", "post", "/api/v1/providers",
+              {"environment": "staging", "name": "openai", "kind": "openai",
+               "base_url": "https://llm.example/v1", "api_key": "${secret:TOKEN}"}),
+    Operation("provider.updated", "patch", "/api/v1/providers/{pk}",
+              {"timeout_seconds": 30, "max_retries": 4}, "provider"),
+    Operation("provider.deleted", "delete", "/api/v1/providers/{pk}", None, "provider"),
+    Operation("agent.created", "post", "/api/v1/agents",
+              {"environment": "staging", "name": "new-bot", "provider": "scripted",
+               "model": "scripted-1", "allowed_tools": ["seeded/get_current_time"]}),
+    Operation("agent.updated", "patch", "/api/v1/agents/{pk}", {"description": "Tells time"},
+              "agent"),
+    Operation("agent.deleted", "delete", "/api/v1/agents/{pk}", None, "agent"),
+    Operation("agent.published", "post", "/api/v1/agents/{pk}/publish", {"note": "first"},
+              "agent"),
+    Operation("agent.imported", "post", "/api/v1/agents/import",
+              {"environment": "staging",
+               "dotprompt": "---\nname: imported-bot\nmodel: scripted/scripted-1\n---\nHi"}),
+    Operation("tool_policy.set", "post", "/api/v1/tool-policies",
+              {"environment": "staging", "tool": "seeded/*", "effect": "deny"}),
+    Operation("tool_policy.set", "patch", "/api/v1/tool-policies/{pk}", {"effect": "deny"},
+              "tool_policy"),
+    Operation("tool_policy.deleted", "delete", "/api/v1/tool-policies/{pk}", None,
+              "tool_policy"),
 ]
 # POSTs that change nothing, so write no event.
 READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
@@ -119,8 +146,16 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
         tools.record_discovery(actor=SYSTEM, server=server,
                                tools=[ToolDefinition("get_current_time", "Current time")])
         tool = Tool.objects.get(server=server)
+        ModelProvider.objects.create(environment=env, name="scripted", kind="scripted")
+        spare = providers.create_provider(actor=SYSTEM, environment=env, name="spare",
+                                          kind="anthropic", api_key="${secret:TOKEN}")
+        agent = agents.create_agent(actor=SYSTEM, environment=env, name="seeded-bot",
+                                    provider="scripted", model="scripted-1")
+        policy = policies.set_policy(actor=SYSTEM, environment=env,
+                                     tool="seeded/get_current_time", effect="require_approval")
     return {"environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
-            "variable": variable.pk, "mcp_server": server.pk, "tool": tool.pk}
+            "variable": variable.pk, "mcp_server": server.pk, "tool": tool.pk,
+            "agent": agent.pk, "tool_policy": policy.pk, "provider": spare.pk}
 
 
 def _events(org: OrgFixture) -> list[AuditEvent]:
