@@ -33,6 +33,7 @@ NAV: list[NavItem] = [
     NavItem("Secrets", "secrets", "secrets.read", group="Configuration"),
     NavItem("Variables", "variables", "variables.read", group="Configuration"),
     NavItem("MCP servers", "mcp", "tools.read", group="Tools"),
+    NavItem("Model providers", "providers", "agents.read", group="Agents"),
     NavItem("Members", "members", "members.read", group="Access"),
     NavItem("Roles", "roles", "roles.read", group="Access"),
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),

@@ -10,6 +10,7 @@ from frontend.views import (
     mcp,
     members,
     promote,
+    providers,
     roles,
     secrets,
     variables,
@@ -54,6 +55,11 @@ org_patterns = [
     path("mcp/<uuid:server_id>/discover/", mcp.server_discover, name="mcp-discover"),
     path("mcp/tools/<uuid:tool_id>/", mcp.tool_review, name="mcp-tool"),
     path("mcp/tools/<uuid:tool_id>/approve/", mcp.tool_approve, name="mcp-tool-approve"),
+    path("providers/", providers.provider_list, name="providers"),
+    path("providers/new/", providers.provider_create, name="providers-new"),
+    path("providers/<uuid:provider_id>/edit/", providers.provider_edit, name="providers-edit"),
+    path("providers/<uuid:provider_id>/delete/", providers.provider_delete,
+         name="providers-delete"),
 ]
 
 urlpatterns = [

@@ -258,4 +258,7 @@ register(VariablesKind())
 register(SecretsKind())
 
 # Kinds defined by other modules register themselves on import.
-from station.envcode import kind_mcp_servers  # noqa: E402, F401 - registers "mcp_servers"
+from station.envcode import (  # noqa: E402, F401 - they register "mcp_servers", "providers"
+    kind_mcp_servers,
+    kind_providers,
+)
