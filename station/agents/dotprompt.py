@@ -63,6 +63,16 @@ class Dotprompt:
 # --- export -----------------------------------------------------------------------------------
 
 
+def _sorted(value: Any) -> Any:
+    """Nested mappings with sorted keys: the database (jsonb) does not keep key order, and an
+    export must not change when nothing but the storage order did."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
 def render(name: str, definition: dict[str, Any], *, version: int | None = None,
            digest: str | None = None) -> str:
     """The dotprompt text of a definition. Deterministic: same definition, same bytes."""
@@ -71,11 +81,11 @@ def render(name: str, definition: dict[str, Any], *, version: int | None = None,
         front["description"] = definition["description"]
     front["model"] = f"{definition['provider']}/{definition['model']}"
     if definition["parameters"]:
-        front["config"] = definition["parameters"]
+        front["config"] = _sorted(definition["parameters"])
     if definition["allowed_tools"]:
         front["tools"] = list(definition["allowed_tools"])
     if definition["input_schema"]:
-        front["input"] = {"schema": definition["input_schema"]}
+        front["input"] = {"schema": _sorted(definition["input_schema"])}
     station: dict[str, Any] = {key: definition[key] for key in LIMIT_KEYS}
     if version is not None:
         station["version"] = version

@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema
 from django.core.exceptions import ValidationError
+from django.db import models
 
 from station.agents.models import DEFINITION_FIELDS, Agent, agent_name_validator
 from station.core.errors import InvalidInput, StationError
@@ -40,8 +41,9 @@ def defaults() -> dict[str, Any]:
     """A definition with every field at the model's default."""
     out: dict[str, Any] = {}
     for name in DEFINITION_FIELDS:
-        default = Agent._meta.get_field(name).get_default()
-        out[name] = default() if callable(default) else default
+        field = Agent._meta.get_field(name)
+        assert isinstance(field, models.Field)
+        out[name] = field.get_default()
     return out
 
 

@@ -8,7 +8,7 @@ for a human). When several policies match a call, the strictest wins: deny, then
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import transaction
 
@@ -50,6 +50,7 @@ def set_policy(*, actor: Principal, environment: Environment, tool: str, effect:
     _validate(environment, tool, effect, note)
     policy = ToolPolicy.objects.select_for_update().filter(environment=environment,
                                                            tool=tool).first()
+    changes: dict[str, Any]
     if policy is None:
         policy = ToolPolicy.objects.create(environment=environment, tool=tool, effect=effect,
                                            note=note)

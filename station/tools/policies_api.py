@@ -10,9 +10,8 @@ from rest_framework import mixins, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from station.api.pagination import StationCursorPagination
 from station.tools import policies
-from station.tools.api import _ToolsViewSet
+from station.tools.api import NamePagination, _ToolsViewSet
 from station.tools.models import ToolPolicy
 from tenants.models import Environment
 
@@ -40,7 +39,7 @@ class ToolPolicyUpdateSerializer(serializers.Serializer[Any]):
     note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class ToolPatternPagination(StationCursorPagination):
+class ToolPatternPagination(NamePagination):
     ordering = ("tool", "id")
 
 
