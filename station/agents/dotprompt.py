@@ -37,7 +37,7 @@ from station.core.errors import InvalidInput
 
 MAX_BYTES = 512 * 1024
 TOP_KEYS = ("name", "description", "model", "config", "tools", "input", "metadata")
-STATION_KEYS = ("max_steps", "max_tokens", "max_seconds", "version", "content_hash")
+STATION_KEYS = ("max_steps", "max_tokens", "max_seconds", "version", "content_hash", "publish")
 LIMIT_KEYS = ("max_steps", "max_tokens", "max_seconds")
 # Where each definition field lives in the file, for error messages.
 FIELD_KEYS = {"description": "description", "instructions": "body", "provider": "model",
@@ -58,6 +58,9 @@ class Dotprompt:
     name: str | None
     definition: dict[str, Any]
     body_line: int  # the file line where the body starts, for error messages
+    # `metadata.station.publish: true`: environment bundles publish the agent after applying
+    # it (a plain import never publishes).
+    publish: bool = False
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -74,7 +77,7 @@ def _sorted(value: Any) -> Any:
 
 
 def render(name: str, definition: dict[str, Any], *, version: int | None = None,
-           digest: str | None = None) -> str:
+           digest: str | None = None, publish: bool = False) -> str:
     """The dotprompt text of a definition. Deterministic: same definition, same bytes."""
     front: dict[str, Any] = {"name": name}
     if definition["description"]:
@@ -91,6 +94,8 @@ def render(name: str, definition: dict[str, Any], *, version: int | None = None,
         station["version"] = version
     if digest is not None:
         station["content_hash"] = digest
+    if publish:
+        station["publish"] = True
     front["metadata"] = {"station": station}
     text = yaml.safe_dump(front, sort_keys=False, default_flow_style=False,
                           allow_unicode=True, width=100)
@@ -186,20 +191,21 @@ def _load_front(front: str, first_line: int) -> tuple[Any, yaml.Node | None]:
     return doc, root
 
 
-def _check_metadata(doc: dict[str, Any], out: dict[str, Any], problems: _Problems) -> None:
+def _check_metadata(doc: dict[str, Any], out: dict[str, Any], problems: _Problems) -> bool:
+    """Reads the limits into `out`; returns the `publish` flag."""
     metadata = doc.get("metadata")
     if metadata is None and "metadata" not in doc:
-        return
+        return False
     if not isinstance(metadata, dict):
         problems.add("metadata", f"must be a mapping with `station`, got {_type_name(metadata)}")
-        return
+        return False
     for key in sorted(set(metadata) - {"station"}, key=str):
         problems.add(f"metadata.{key}", "unknown key (known: station)")
     station = metadata.get("station", {})
     if not isinstance(station, dict):
         problems.add("metadata.station", "must be a mapping of max_steps, max_tokens, "
                      f"max_seconds, got {_type_name(station)}")
-        return
+        return False
     for key in sorted(set(station) - set(STATION_KEYS), key=str):
         problems.add(f"metadata.station.{key}",
                      f"unknown key (known: {', '.join(STATION_KEYS)})")
@@ -211,9 +217,15 @@ def _check_metadata(doc: dict[str, Any], out: dict[str, Any], problems: _Problem
                              f"must be a whole number, got {_type_name(value)}")
             else:
                 out[key] = value
+    publish = station.get("publish", False)
+    if not isinstance(publish, bool):
+        problems.add("metadata.station.publish", f"must be true or false, got "
+                                                 f"{_type_name(publish)}")
+        return False
+    return publish
 
 
-def _check_keys(doc: dict[str, Any], out: dict[str, Any], problems: _Problems) -> None:
+def _check_keys(doc: dict[str, Any], out: dict[str, Any], problems: _Problems) -> bool:
     for key in sorted(set(doc) - set(TOP_KEYS), key=str):
         problems.add(str(key), f"unknown key (known: {', '.join(TOP_KEYS)})")
     for key, field in (("description", "description"),):
@@ -249,7 +261,7 @@ def _check_keys(doc: dict[str, Any], out: dict[str, Any], problems: _Problems) -
                 problems.add(f"input.{key}", "unknown key (known: schema)")
             if "schema" in spec:
                 out["input_schema"] = spec["schema"]
-    _check_metadata(doc, out, problems)
+    return _check_metadata(doc, out, problems)
 
 
 def parse(text: Any) -> Dotprompt:
@@ -268,7 +280,7 @@ def parse(text: Any) -> Dotprompt:
                                  f"keys ({', '.join(TOP_KEYS)}), got {_type_name(doc)}")
     problems = _Problems(root, first_line - 1)
     out: dict[str, Any] = {"instructions": body}
-    _check_keys(doc, out, problems)
+    publish = _check_keys(doc, out, problems)
     name = doc.get("name")
     if name is not None and not isinstance(name, str):
         problems.add("name", f"must be text, got {_type_name(name)}")
@@ -276,7 +288,7 @@ def parse(text: Any) -> Dotprompt:
     problems.raise_if_any()
     definition = {**defaults(), **out}
     assert set(definition) == set(DEFINITION_FIELDS)
-    return Dotprompt(name=name, definition=definition, body_line=body_line)
+    return Dotprompt(name=name, definition=definition, body_line=body_line, publish=publish)
 
 
 def rekey(errors: dict[str, list[str]], parsed: Dotprompt, text: str) -> dict[str, list[str]]:

@@ -214,6 +214,21 @@ def _check_limits(definition: dict[str, Any], errors: Errors) -> None:
             errors.setdefault(field, []).append(f"Must be between {low} and {high:,}.")
 
 
+def check_portable(definition: dict[str, Any], errors: Errors | None = None) -> Errors:
+    """The problems that do not depend on an environment (text, JSON shapes, schema,
+    limits): what a bundle can be checked for before it is applied anywhere."""
+    errors = {} if errors is None else errors
+    _check_text(definition, errors)
+    if not isinstance(definition["parameters"], dict):
+        errors.setdefault("parameters", []).append(
+            "Must be a JSON object of model settings, e.g. {\"temperature\": 0.2}.")
+    elif (problem := json_problem(definition["parameters"])) is not None:
+        errors.setdefault("parameters", []).append(problem)
+    check_input_schema(definition["input_schema"], errors)
+    _check_limits(definition, errors)
+    return errors
+
+
 def check_definition(environment: Environment, definition: dict[str, Any],
                      errors: Errors | None = None) -> Errors:
     """Every problem of a complete definition (all DEFINITION_FIELDS), by field."""

@@ -9,6 +9,7 @@ Agents, MCP servers, tool policies and schedules plug in by subclassing `Kind` a
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -257,8 +258,8 @@ class SecretsKind(Kind):
 register(VariablesKind())
 register(SecretsKind())
 
-# Kinds defined by other modules register themselves on import.
-from station.envcode import (  # noqa: E402, F401 - they register "mcp_servers", "providers"
-    kind_mcp_servers,
-    kind_providers,
-)
+# Kinds defined by other modules register themselves on import, in apply order: policies
+# name MCP servers, agents name providers and tools, so they come after both. (A loop, not
+# import statements, so import sorting cannot reorder them.)
+for _module in ("kind_mcp_servers", "kind_providers", "kind_tool_policies", "kind_agents"):
+    importlib.import_module(f"station.envcode.{_module}")

@@ -138,7 +138,7 @@ def test_promotion_needs_permission_on_the_target(seeded):
 @pytest.mark.parametrize("body, field", [
     ({"source": "nope"}, "source"),
     ({"source": "prod"}, "source"),
-    ({"source": "staging", "kinds": ["agents"]}, "kinds"),
+    ({"source": "staging", "kinds": ["no_such_kind"]}, "kinds"),
     ({}, "source"),
 ])
 def test_bad_promotion_requests_are_422(seeded, body, field):

@@ -114,7 +114,7 @@ VALID = {MANIFEST: MANIFEST_TEXT, "variables.yaml": "A: one\n", "secrets.yaml": 
 
 @pytest.mark.parametrize("files, field, message", [
     ({"extra.yaml": "x: 1\n"}, "extra.yaml", "unknown file"),
-    ({"agents/helper.prompt": "hi"}, "agents/helper.prompt", "unknown file"),
+    ({"widgets/helper.prompt": "hi"}, "widgets/helper.prompt", "unknown file"),
     ({MANIFEST: "format_version: 1\ncolour: blue\n"}, f"{MANIFEST}: colour", "unknown field"),
     ({MANIFEST: "format_version: 2\n"}, f"{MANIFEST}: format_version", "not supported"),
     ({MANIFEST: "source: {organization: acme}\n"}, f"{MANIFEST}: format_version", "required"),
