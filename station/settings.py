@@ -223,6 +223,28 @@ VAULT_REVEAL_ALLOWED = env_str("STATION_PROCESS", "web") == "worker"
 # Bound on connecting to an MCP server and listing its tools (discovery, health checks).
 MCP_TIMEOUT_SECONDS = env_int("STATION_MCP_TIMEOUT_SECONDS", 20)
 
+# --- Runs -------------------------------------------------------------------------------------
+# Fair execution: at most this many runs of one org execute at once; the rest wait queued
+# without holding a worker (per plan later, from billing).
+RUN_CONCURRENCY_PER_ORG = env_int("STATION_RUN_CONCURRENCY_PER_ORG", 4)
+# A running run's worker heartbeats this often; a heartbeat older than RUN_STALE_SECONDS means
+# the worker died, and the reaper retries the run (up to RUN_MAX_ATTEMPTS starts) or fails it.
+RUN_HEARTBEAT_SECONDS = env_int("STATION_RUN_HEARTBEAT_SECONDS", 10)
+RUN_STALE_SECONDS = env_int("STATION_RUN_STALE_SECONDS", 60)
+RUN_MAX_ATTEMPTS = env_int("STATION_RUN_MAX_ATTEMPTS", 3)
+RUN_REAPER_INTERVAL_SECONDS = env_int("STATION_RUN_REAPER_INTERVAL_SECONDS", 30)
+# Bound on one tool call through MCP.
+MCP_CALL_TIMEOUT_SECONDS = env_int("STATION_MCP_CALL_TIMEOUT_SECONDS", 60)
+
+# --- Triggers (schedules, webhooks) ------------------------------------------------------------
+# Outbound webhook deliveries: attempts per event (first + retries), the first retry's delay
+# (doubling each time, at most an hour), and the bound on one HTTP request.
+WEBHOOK_MAX_ATTEMPTS = env_int("STATION_WEBHOOK_MAX_ATTEMPTS", 6)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("STATION_WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_TIMEOUT_SECONDS = env_int("STATION_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Off: outbound webhooks may not reach loopback, private or link-local addresses (SSRF).
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (
     f"redis+socket://{datadir.broker_socket(DATA_DIR)}"
@@ -238,6 +260,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("STATION_CELERY_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "station.runs.reap": {"task": "station.runs.reap",
+                          "schedule": float(RUN_REAPER_INTERVAL_SECONDS)},
+}
 
 # --- Static files, i18n ---------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -90,6 +90,17 @@ def org_scope(org: Any) -> Iterator[uuid.UUID]:
 
 
 @contextmanager
+def org_context(org: Any) -> Iterator[uuid.UUID]:
+    """Run a block as `org` without opening a transaction (what OrgTask does for a task):
+    the block opens short transactions itself, which commit as it goes."""
+    token = activate(org)
+    try:
+        yield _as_uuid(org)
+    finally:
+        deactivate(token)
+
+
+@contextmanager
 def no_org_scope() -> Iterator[None]:
     token = _current_org.set(None)
     try:

@@ -1,0 +1,31 @@
+"""Celery tasks for runs (STYLE.md §7: thin; ids in, the engine does the work).
+
+`execute_run` is idempotent: it claims the run with a conditional update, so a duplicate
+delivery (a redelivered message after a worker died, a second dispatch) does nothing. The
+global task settings apply (acks_late, reject_on_worker_lost, prefetch 1, visibility timeout
+above the hard time limit); the reaper, not Celery, decides retries, from heartbeats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from station.celery import app
+from station.tasks import OrgTask
+
+
+@app.task(bind=True, base=OrgTask, name="station.runs.execute")
+def execute_run(self: OrgTask, *, org_id: str, run_id: str) -> str:
+    from station.runs import engine
+
+    return engine.execute(uuid.UUID(run_id))
+
+
+@app.task(name="station.runs.reap")
+def reap_runs() -> dict[str, Any]:
+    """Beat, every STATION_RUN_REAPER_INTERVAL_SECONDS: stale runs retried or failed, queued
+    runs waiting for capacity sent again."""
+    from station.runs import lifecycle
+
+    return lifecycle.reap()
