@@ -113,6 +113,10 @@ def cmd_beat(args: argparse.Namespace) -> int:
         "beat",
         "--loglevel",
         "INFO",
+        # django-celery-beat's tables hold the schedule (Station schedules are PeriodicTask
+        # rows); the file only keeps beat's own state.
+        "--scheduler",
+        "station.triggers.beat:StationScheduler",
         "--schedule",
         str(schedule),
     ]

@@ -58,6 +58,9 @@ INSTALLED_APPS = [
     "station.providers",
     "station.agents",
     "station.runs",
+    "station.triggers",
+    # Beat's schedule tables (PeriodicTask, CrontabSchedule): platform tables, no tenant data.
+    "django_celery_beat",
     "audit",
     "billing",
 ]
@@ -197,6 +200,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookDeliveryStatusEnum": "station.triggers.models.WebhookDelivery.STATUSES",
+        "ToolStatusEnum": "station.tools.models.Tool.STATUSES",
+    },
 }
 API_MAX_PAGE_SIZE = 200
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("STATION_API_KEY_LAST_USED_SECONDS", 60)

@@ -4,11 +4,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from station.api import errors as api_errors
 from station.core import health
+from station.triggers.views import receive_hook
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include("station.api.urls")),
+    path("hooks/<str:webhook_id>", receive_hook, name="inbound-webhook"),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -112,3 +112,25 @@ def all_org_ids() -> list[uuid.UUID]:
 
     with transaction.atomic(), no_org_scope():
         return list(Organization.objects.order_by("created_at").values_list("id", flat=True))
+
+
+def enter_org_of_inbound_webhook(webhook_id: uuid.UUID) -> uuid.UUID | None:
+    """Find the org of an inbound webhook id and scope the current transaction to it.
+
+    The public `POST /hooks/<id>` endpoint has no API key: the webhook id is its only handle.
+    One SQL function call (migration triggers/0002) reads that single row through a narrow
+    policy on a transaction-local `app.inbound_webhook_id`, clears it, and sets `app.org_id`.
+    Returns None (no org set) for an unknown id. The caller still checks the signature.
+    """
+    from tenants import context
+
+    if not connection.in_atomic_block:
+        raise RuntimeError("enter_org_of_inbound_webhook() must run inside a transaction.")
+    with no_org_scope(), connection.cursor() as cursor:
+        cursor.execute("SELECT station_enter_org_of_inbound_webhook(%s)", [str(webhook_id)])
+        row = cursor.fetchone()
+    org_id = row[0] if row else None
+    if org_id is None:
+        return None
+    context.activate_in_database(org_id)
+    return uuid.UUID(str(org_id))

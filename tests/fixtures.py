@@ -124,8 +124,8 @@ class SeededOrg:
 
 def seed_org(fx: OrgFixture) -> SeededOrg:
     """One environment, member, environment role, API key, secret, variable, MCP server, tool,
-    model provider, agent with a published version, tool policy and audit events in `fx`'s
-    org."""
+    model provider, agent with a published version, tool policy, schedule, inbound and outbound
+    webhooks, a webhook delivery and audit events in `fx`'s org."""
     from audit.models import AuditEvent
     from station.agents import services as agents
     from station.agents.models import Agent, AgentVersion
@@ -135,6 +135,13 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
     from station.tools import services as tools
     from station.tools.hashing import ToolDefinition
     from station.tools.models import McpServer, Tool, ToolPolicy
+    from station.triggers import services as triggers
+    from station.triggers.models import (
+        InboundWebhook,
+        OutboundWebhook,
+        Schedule,
+        WebhookDelivery,
+    )
     from station.vault import services as vault
     from station.vault.models import Secret, Variable
     from tenants.models import ApiKey, Environment, Membership
@@ -166,10 +173,19 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
         agents.publish_agent(actor=SYSTEM, agent=agent, note="seeded")
         policies.set_policy(actor=SYSTEM, environment=env, tool="clock/*",
                             effect="require_approval")
+        triggers.create_schedule(actor=SYSTEM, agent=agent, cron_expression="0 9 * * 1-5",
+                                 timezone_name="Europe/Paris", input={"question": "time?"})
+        triggers.create_inbound_webhook(actor=SYSTEM, agent=agent, name="seeded")
+        outbound, _ = triggers.create_outbound_webhook(
+            actor=SYSTEM, environment=env, agent=agent, url=f"https://{slug}.example/hook")
+        # Direct row: deliveries are made by finished runs (tests/triggers cover that path).
+        WebhookDelivery.objects.create(webhook=outbound, event="run.succeeded",
+                                       payload={"event": "run.succeeded"})
         objects: dict[type, list[Any]] = {
             model: list(model.objects.all())
             for model in (Environment, Membership, ApiKey, Secret, Variable, McpServer, Tool,
-                          ModelProvider, Agent, AgentVersion, ToolPolicy, AuditEvent)
+                          ModelProvider, Agent, AgentVersion, ToolPolicy, Schedule,
+                          InboundWebhook, OutboundWebhook, WebhookDelivery, AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

@@ -242,6 +242,33 @@ def redact(text: str, secret_values: list[str], mask: str = "[redacted]") -> str
     return text
 
 
+# --- values other apps keep under the org's data key ------------------------------------------
+# Webhook signing secrets must be recoverable (to verify and to sign), so they are sealed with
+# the org's data key like secret values. Their app registers a re-sealer: data-key rotation
+# re-encrypts them under the new key before the old one is destroyed (their rows reference the
+# data key with PROTECT, so a missing re-sealer fails the rotation instead of losing them).
+
+# (old raw keys by DataKey id, new DataKey, its raw key) -> how many values were re-encrypted
+Resealer = Callable[[dict[uuid.UUID, bytes], DataKey, bytes], int]
+_RESEALERS: list[Resealer] = []
+
+
+def register_resealer(reseal: Resealer) -> None:
+    if reseal not in _RESEALERS:
+        _RESEALERS.append(reseal)
+
+
+def seal(plaintext: str, aad: bytes) -> tuple[DataKey, bytes, bytes]:
+    """Encrypt `plaintext` under the current org's active data key: (data key, nonce, ct)."""
+    data_key, raw = _active_data_key()
+    nonce, ciphertext = crypto.encrypt(raw, plaintext, aad)
+    return data_key, nonce, ciphertext
+
+
+def unseal(data_key: DataKey, nonce: bytes, ciphertext: bytes, aad: bytes) -> str:
+    return crypto.decrypt(_unwrap(data_key), nonce, ciphertext, aad)
+
+
 # --- rotation ---------------------------------------------------------------------------------
 
 
@@ -267,6 +294,9 @@ def rotate_data_key(*, actor: Principal, org: Organization) -> int:
         sv.fingerprint = crypto.fingerprint(raw, value)
         sv.save(update_fields=["nonce", "ciphertext", "data_key", "fingerprint"])
         count += 1
+    raw_by_id = {pk: key for pk, (_, key) in old_keys.items()}
+    for reseal in _RESEALERS:
+        count += reseal(raw_by_id, new_key, raw)
     DataKey.objects.exclude(pk=new_key.pk).delete()
     audit.record("vault.data_key_rotated", actor=actor, target=new_key,
                  changes={"from_version": current.version if current else None,

@@ -22,6 +22,7 @@ from station.tools import policies
 from station.tools import services as tools
 from station.tools.hashing import ToolDefinition
 from station.tools.models import Tool
+from station.triggers import services as triggers
 from station.vault import services as vault
 from tenants import services
 from tenants.context import org_scope
@@ -113,6 +114,27 @@ OPERATIONS = [
               "tool_policy"),
     Operation("tool_policy.deleted", "delete", "/api/v1/tool-policies/{pk}", None,
               "tool_policy"),
+    Operation("schedule.created", "post", "/api/v1/schedules",
+              {"agent": "{agent}", "cron": "0 9 * * 1-5", "timezone": "Europe/Paris"}),
+    Operation("schedule.updated", "patch", "/api/v1/schedules/{pk}", {"cron": "30 8 * * *"},
+              "schedule"),
+    Operation("schedule.deleted", "delete", "/api/v1/schedules/{pk}", None, "schedule"),
+    Operation("webhook.created", "post", "/api/v1/inbound-webhooks",
+              {"agent": "{agent}", "name": "from CI"}),
+    Operation("webhook.updated", "patch", "/api/v1/inbound-webhooks/{pk}", {"enabled": False},
+              "inbound_webhook"),
+    Operation("webhook.secret_rotated", "post", "/api/v1/inbound-webhooks/{pk}/rotate-secret",
+              None, "inbound_webhook"),
+    Operation("webhook.deleted", "delete", "/api/v1/inbound-webhooks/{pk}", None,
+              "inbound_webhook"),
+    Operation("webhook.created", "post", "/api/v1/outbound-webhooks",
+              {"environment": "staging", "url": "https://hooks.example.com/station"}),
+    Operation("webhook.updated", "patch", "/api/v1/outbound-webhooks/{pk}",
+              {"events": ["run.failed"]}, "outbound_webhook"),
+    Operation("webhook.secret_rotated", "post",
+              "/api/v1/outbound-webhooks/{pk}/rotate-secret", None, "outbound_webhook"),
+    Operation("webhook.deleted", "delete", "/api/v1/outbound-webhooks/{pk}", None,
+              "outbound_webhook"),
 ]
 # POSTs that change nothing, so write no event.
 READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
@@ -153,9 +175,16 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
                                     provider="scripted", model="scripted-1")
         policy = policies.set_policy(actor=SYSTEM, environment=env,
                                      tool="seeded/get_current_time", effect="require_approval")
+        schedule = triggers.create_schedule(actor=SYSTEM, agent=agent,
+                                            cron_expression="0 * * * *")
+        inbound, _ = triggers.create_inbound_webhook(actor=SYSTEM, agent=agent)
+        outbound, _ = triggers.create_outbound_webhook(actor=SYSTEM, environment=env,
+                                                       url="https://hooks.example.com/a")
     return {"environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
             "variable": variable.pk, "mcp_server": server.pk, "tool": tool.pk,
-            "agent": agent.pk, "tool_policy": policy.pk, "provider": spare.pk}
+            "agent": agent.pk, "tool_policy": policy.pk, "provider": spare.pk,
+            "schedule": schedule.pk, "inbound_webhook": inbound.pk,
+            "outbound_webhook": outbound.pk}
 
 
 def _events(org: OrgFixture) -> list[AuditEvent]:
@@ -163,12 +192,16 @@ def _events(org: OrgFixture) -> list[AuditEvent]:
         return list(AuditEvent.objects.order_by("sequence"))
 
 
-def _send(client: Any, op: Operation, pk: object = None, **headers: Any) -> Any:
+def _send(client: Any, op: Operation, pk: object = None, *,
+          targets: dict[str, Any] | None = None, **headers: Any) -> Any:
     path = op.template.replace("{pk}", str(pk))
     call = getattr(client, op.method)
     if op.body is None:
         return call(path, **headers)
-    return call(path, op.body, format="json", **headers)
+    # "{name}" as a body value stands for the id of the seeded target `name` (e.g. agent).
+    body = {k: str((targets or {})[v[1:-1]]) if isinstance(v, str) and v[:1] == "{"
+            and v[-1:] == "}" else v for k, v in op.body.items()}
+    return call(path, body, format="json", **headers)
 
 
 @pytest.mark.django_db
@@ -184,7 +217,7 @@ def test_mutation_writes_exactly_one_event_with_actor_and_request_context(
     before = _events(org_a)
 
     response = _send(
-        org_a.client_for(plaintext), op, targets.get(op.target or ""),
+        org_a.client_for(plaintext), op, targets.get(op.target or ""), targets=targets,
         HTTP_X_REQUEST_ID=REQUEST_ID, REMOTE_ADDR=CLIENT_IP, HTTP_USER_AGENT=USER_AGENT,
     )
 
