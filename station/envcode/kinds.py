@@ -261,5 +261,6 @@ register(SecretsKind())
 # Kinds defined by other modules register themselves on import, in apply order: policies
 # name MCP servers, agents name providers and tools, so they come after both. (A loop, not
 # import statements, so import sorting cannot reorder them.)
-for _module in ("kind_mcp_servers", "kind_providers", "kind_tool_policies", "kind_agents"):
+for _module in ("kind_mcp_servers", "kind_providers", "kind_tool_policies", "kind_agents",
+                "kind_schedules"):
     importlib.import_module(f"station.envcode.{_module}")
