@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from frontend.views import (
+    agents,
     apikeys,
     audit,
     environments,
@@ -13,6 +14,7 @@ from frontend.views import (
     providers,
     roles,
     secrets,
+    tool_policies,
     variables,
 )
 
@@ -55,6 +57,18 @@ org_patterns = [
     path("mcp/<uuid:server_id>/discover/", mcp.server_discover, name="mcp-discover"),
     path("mcp/tools/<uuid:tool_id>/", mcp.tool_review, name="mcp-tool"),
     path("mcp/tools/<uuid:tool_id>/approve/", mcp.tool_approve, name="mcp-tool-approve"),
+    path("tool-policies/", tool_policies.policy_list, name="tool-policies"),
+    path("tool-policies/set/", tool_policies.policy_set, name="tool-policies-set"),
+    path("tool-policies/<uuid:policy_id>/delete/", tool_policies.policy_delete,
+         name="tool-policies-delete"),
+    path("agents/", agents.agent_list, name="agents"),
+    path("agents/new/", agents.agent_create, name="agents-new"),
+    path("agents/import/", agents.agent_import, name="agents-import"),
+    path("agents/<uuid:agent_id>/", agents.agent_detail, name="agents-detail"),
+    path("agents/<uuid:agent_id>/edit/", agents.agent_edit, name="agents-edit"),
+    path("agents/<uuid:agent_id>/publish/", agents.agent_publish, name="agents-publish"),
+    path("agents/<uuid:agent_id>/delete/", agents.agent_delete, name="agents-delete"),
+    path("agents/<uuid:agent_id>/dotprompt/", agents.agent_dotprompt, name="agents-dotprompt"),
     path("providers/", providers.provider_list, name="providers"),
     path("providers/new/", providers.provider_create, name="providers-new"),
     path("providers/<uuid:provider_id>/edit/", providers.provider_edit, name="providers-edit"),
