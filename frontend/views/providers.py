@@ -68,9 +68,7 @@ class ProviderForm(forms.Form):
     def forget_api_key(self) -> None:
         """Drop a refused API key from what the page renders back (it may be a real key)."""
         if self.is_bound:
-            data = self.data.copy()
-            data["api_key"] = ""
-            self.data = data
+            self.data = {**self.data, "api_key": ""}
 
     @staticmethod
     def initial_for(provider: ModelProvider) -> dict[str, Any]:
