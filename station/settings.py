@@ -203,6 +203,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookDeliveryStatusEnum": "station.triggers.models.WebhookDelivery.STATUSES",
         "ToolStatusEnum": "station.tools.models.Tool.STATUSES",
+        "RunStatusEnum": "station.runs.models.Run.STATUSES",
+        "ToolApprovalStatusEnum": "station.runs.models.ToolApproval.STATUSES",
+        "RunStepKindEnum": "station.runs.models.RunStep.KINDS",
+        "ModelProviderKindEnum": "station.providers.models.ModelProvider.KINDS",
     },
 }
 API_MAX_PAGE_SIZE = 200

@@ -125,7 +125,8 @@ class SeededOrg:
 def seed_org(fx: OrgFixture) -> SeededOrg:
     """One environment, member, environment role, API key, secret, variable, MCP server, tool,
     model provider, agent with a published version, tool policy, schedule, inbound and outbound
-    webhooks, a webhook delivery and audit events in `fx`'s org."""
+    webhooks, a webhook delivery, a run held on a tool call (with a step and the approval) and
+    audit events in `fx`'s org."""
     from audit.models import AuditEvent
     from station.agents import services as agents
     from station.agents.models import Agent, AgentVersion
@@ -178,6 +179,18 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
         triggers.create_inbound_webhook(actor=SYSTEM, agent=agent, name="seeded")
         outbound, _ = triggers.create_outbound_webhook(
             actor=SYSTEM, environment=env, agent=agent, url=f"https://{slug}.example/hook")
+        from station.runs import services as runs
+        from station.runs.models import ActiveRun, Run, RunStep, ToolApproval
+
+        run, _ = runs.start_run(actor=SYSTEM, agent=agent, input={"question": "time?"})
+        # Direct rows: the state a worker leaves a run in when it holds a tool call for
+        # approval (tests/runs drive the real engine).
+        RunStep.objects.create(run=run, sequence=1, kind="model",
+                               output={"message": {"role": "assistant", "content": ""}})
+        Run.objects.filter(pk=run.pk).update(status=Run.WAITING_APPROVAL)
+        ActiveRun.objects.filter(run_id=run.pk).update(status=Run.WAITING_APPROVAL)
+        ToolApproval.objects.create(run=run, environment=env, tool_call_id="call-1",
+                                    tool_server="clock", tool_name="get_current_time")
         # Direct row: deliveries are made by finished runs (tests/triggers cover that path).
         WebhookDelivery.objects.create(webhook=outbound, event="run.succeeded",
                                        payload={"event": "run.succeeded"})
@@ -185,7 +198,8 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
             model: list(model.objects.all())
             for model in (Environment, Membership, ApiKey, Secret, Variable, McpServer, Tool,
                           ModelProvider, Agent, AgentVersion, ToolPolicy, Schedule,
-                          InboundWebhook, OutboundWebhook, WebhookDelivery, AuditEvent)
+                          InboundWebhook, OutboundWebhook, WebhookDelivery, Run, RunStep,
+                          ToolApproval, AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

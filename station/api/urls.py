@@ -5,6 +5,7 @@ from audit.api import AuditEventViewSet
 from station.agents.api import AgentVersionViewSet, AgentViewSet
 from station.envcode.api import EnvironmentBundleViewSet
 from station.providers.api import ProviderViewSet
+from station.runs.api import RunViewSet, ToolApprovalViewSet
 from station.tools.api import McpServerViewSet, ToolViewSet
 from station.tools.policies_api import ToolPolicyViewSet
 from station.triggers.api import (
@@ -34,6 +35,8 @@ router.register("secrets", SecretViewSet, basename="secret")
 router.register("variables", VariableViewSet, basename="variable")
 router.register("mcp-servers", McpServerViewSet, basename="mcpserver")
 router.register("tools", ToolViewSet, basename="tool")
+router.register("runs", RunViewSet, basename="run")
+router.register("tool-approvals", ToolApprovalViewSet, basename="toolapproval")
 router.register("providers", ProviderViewSet, basename="provider")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 router.register("inbound-webhooks", InboundWebhookViewSet, basename="inboundwebhook")

@@ -144,8 +144,10 @@ def requeue(run: Run) -> None:
     dispatch_on_commit(run)
 
 
-def finish(run: Run, status: str, *, output: str = "", error: str = "") -> None:
-    """Put the run in its final state. Call inside a transaction holding the run's row lock."""
+def finish(run: Run, status: str, *, output: str = "", error: str = "",
+           actor: Principal | None = None) -> None:
+    """Put the run in its final state. Call inside a transaction holding the run's row lock.
+    `actor` is whoever ended it (a person cancelling or rejecting); by default the run."""
     assert status in Run.FINAL, status
     run.status = status
     run.output = output
@@ -157,7 +159,7 @@ def finish(run: Run, status: str, *, output: str = "", error: str = "") -> None:
     ToolApproval.objects.filter(run=run, status=ToolApproval.PENDING).update(
         status=ToolApproval.REJECTED, reason=f"The run ended ({status}).",
         decided_at=run.finished_at, decided_by_label="system")
-    audit.record("run.finished", actor=Principal.for_run(run.pk), target=run,
+    audit.record("run.finished", actor=actor or Principal.for_run(run.pk), target=run,
                  environment_id=run.environment_id,
                  changes={"status": status, "error": run.error[:500],
                           "steps": run.step_count, "input_tokens": run.input_tokens,

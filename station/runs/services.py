@@ -103,7 +103,7 @@ def cancel_run(*, actor: Principal, run: Run) -> Run:
     audit.record("run.cancel_requested", actor=actor, target=run,
                  environment_id=run.environment_id, changes={"status": run.status})
     if run.status in (Run.QUEUED, Run.WAITING_APPROVAL):
-        lifecycle.finish(run, Run.CANCELLED, error=f"Cancelled by {actor.label}.")
+        lifecycle.finish(run, Run.CANCELLED, error=f"Cancelled by {actor.label}.", actor=actor)
     return run
 
 
@@ -136,5 +136,6 @@ def decide_approval(*, actor: Principal, approval: ToolApproval, approve: bool,
             lifecycle.requeue(run)
     else:
         why = f"The call to {tool} was rejected by {actor.label}"
-        lifecycle.finish(run, Run.FAILED, error=f"{why}: {reason}" if reason else f"{why}.")
+        lifecycle.finish(run, Run.FAILED, error=f"{why}: {reason}" if reason else f"{why}.",
+                         actor=actor)
     return approval

@@ -18,6 +18,7 @@ from audit.selectors import verify_current_org
 from station.agents import services as agents
 from station.providers import services as providers
 from station.providers.models import ModelProvider
+from station.runs import services as runs
 from station.tools import policies
 from station.tools import services as tools
 from station.tools.hashing import ToolDefinition
@@ -45,6 +46,9 @@ class Operation:
     # Per-change events a summarizing operation writes before its own (bundle apply, promotion).
     also: tuple[str, ...] = ()
     setup: Callable[[OrgFixture], None] | None = None  # state the operation needs to change
+    # When the event's target is not the object in the URL (a held tool call's decision is an
+    # event of its run): which seeded object the event must name.
+    event_target: str | None = None
 
     def __str__(self) -> str:
         return f"{self.action}: {self.method.upper()} {self.template}"
@@ -119,6 +123,14 @@ OPERATIONS = [
     Operation("schedule.updated", "patch", "/api/v1/schedules/{pk}", {"cron": "30 8 * * *"},
               "schedule"),
     Operation("schedule.deleted", "delete", "/api/v1/schedules/{pk}", None, "schedule"),
+    Operation("run.started", "post", "/api/v1/runs", {"agent": "{run_agent}", "input": {}}),
+    Operation("run.finished", "post", "/api/v1/runs/{pk}/cancel", None, "run",
+              also=("run.cancel_requested",)),
+    Operation("run.tool_call_approved", "post", "/api/v1/tool-approvals/{pk}/approve", {},
+              "approval", event_target="held_run"),
+    Operation("run.finished", "post", "/api/v1/tool-approvals/{pk}/reject",
+              {"reason": "not now"}, "approval", also=("run.tool_call_rejected",),
+              event_target="held_run"),
     Operation("webhook.created", "post", "/api/v1/inbound-webhooks",
               {"agent": "{agent}", "name": "from CI"}),
     Operation("webhook.updated", "patch", "/api/v1/inbound-webhooks/{pk}", {"enabled": False},
@@ -180,11 +192,30 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
         inbound, _ = triggers.create_inbound_webhook(actor=SYSTEM, agent=agent)
         outbound, _ = triggers.create_outbound_webhook(actor=SYSTEM, environment=env,
                                                        url="https://hooks.example.com/a")
-    return {"environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
+        run_agent = agents.create_agent(actor=SYSTEM, environment=env, name="run-bot",
+                                        provider="scripted", model="scripted-1")
+        agents.publish_agent(actor=SYSTEM, agent=run_agent)
+        run, _ = runs.start_run(actor=SYSTEM, agent=run_agent, input={})
+        held_run, _ = runs.start_run(actor=SYSTEM, agent=run_agent, input={})
+        approval = _hold(held_run)
+    return {"run_agent": run_agent.pk, "run": run.pk, "held_run": held_run.pk,
+            "approval": approval.pk,
+            "environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
             "variable": variable.pk, "mcp_server": server.pk, "tool": tool.pk,
             "agent": agent.pk, "tool_policy": policy.pk, "provider": spare.pk,
             "schedule": schedule.pk, "inbound_webhook": inbound.pk,
             "outbound_webhook": outbound.pk}
+
+
+def _hold(run: Any) -> Any:
+    """Put a queued run where the worker leaves it on an approval-required tool call."""
+    from station.runs.models import ActiveRun, Run, ToolApproval
+
+    Run.objects.filter(pk=run.pk).update(status=Run.WAITING_APPROVAL)
+    ActiveRun.objects.filter(run_id=run.pk).update(status=Run.WAITING_APPROVAL)
+    return ToolApproval.objects.create(run=run, environment=run.environment,
+                                       tool_call_id="call-1", tool_server="seeded",
+                                       tool_name="get_current_time")
 
 
 def _events(org: OrgFixture) -> list[AuditEvent]:
@@ -221,7 +252,7 @@ def test_mutation_writes_exactly_one_event_with_actor_and_request_context(
         HTTP_X_REQUEST_ID=REQUEST_ID, REMOTE_ADDR=CLIENT_IP, HTTP_USER_AGENT=USER_AGENT,
     )
 
-    assert response.status_code in {200, 201, 204}, response.content
+    assert response.status_code in {200, 201, 202, 204}, response.content
     after = _events(org_a)
     new = after[len(before):]
     assert [e.action for e in new] == [*op.also, op.action]
@@ -232,7 +263,7 @@ def test_mutation_writes_exactly_one_event_with_actor_and_request_context(
     assert response["X-Request-ID"] == REQUEST_ID
     assert event.context == {"request_id": REQUEST_ID, "ip": CLIENT_IP, "user_agent": USER_AGENT}
     if op.target:
-        assert event.target_id == str(targets[op.target])
+        assert event.target_id == str(targets[op.event_target or op.target])
     assert new[0].prev_hash == before[-1].hash
     assert event.sequence == before[-1].sequence + len(new)
 
