@@ -359,6 +359,14 @@ def cmd_env_apply(args: argparse.Namespace) -> int:
     return commands.apply(args.dir, args.to, dry_run=args.dry_run, prune=args.prune)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    _setup_django()
+    from station.runs import commands
+
+    return commands.run(args.target, args.input, follow=not args.no_follow,
+                        timeout=args.timeout)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup_django()
     from station.demo import ensure_demo
@@ -465,6 +473,16 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--dry-run", action="store_true", help="show the changes; change nothing")
     ea.add_argument("--prune", action="store_true",
                     help="also remove what the bundle's files do not list")
+
+    rp = add("run", cmd_run, "Start a run of an agent's latest published version and follow "
+             "it to its end (exit 0 when it succeeds)")
+    rp.add_argument("target", metavar="ORG/ENV/AGENT")
+    rp.add_argument("--input", default="{}", metavar="JSON",
+                    help="the run's input, checked against the agent's input schema")
+    rp.add_argument("--no-follow", action="store_true",
+                    help="print the run id and return once it is queued")
+    rp.add_argument("--timeout", type=float, default=600.0,
+                    help="stop following after this many seconds (exit 3; the run goes on)")
 
     add("demo", cmd_demo, "Create the demo organization and login if missing")
     manage = add("manage", cmd_manage, "Run a Django management command")
