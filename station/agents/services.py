@@ -197,16 +197,18 @@ def _json_path(path: Any) -> str:
 
 
 def validate_input(version: AgentVersion, data: Any) -> None:
-    """Check a run's input against the version's input schema (JSON Schema 2020-12).
+    """Check a run's input against the version's input schema (JSON Schema 2020-12 unless
+    the schema's `$schema` names another draft).
 
     Raises InvalidInput whose `errors` are keyed by the JSON path of each problem
     (`input`, `input.$.customer.email`), so a caller sees every problem at once."""
-    from station.agents.validation import JSON_SCHEMA_VALIDATOR
+    from station.agents.validation import validator_class
 
     if (problem := json_problem(data)) is not None:
         raise InvalidInput.field("input", problem)
     schema = version.definition.get("input_schema") or {}
-    validator = JSON_SCHEMA_VALIDATOR(schema, format_checker=JSON_SCHEMA_VALIDATOR.FORMAT_CHECKER)
+    cls = validator_class(schema)
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     problems = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if not problems:
         return

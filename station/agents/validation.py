@@ -34,6 +34,11 @@ MAX_MODEL = 200
 MAX_TOOLS = 200
 JSON_SCHEMA_VALIDATOR = jsonschema.Draft202012Validator
 
+
+def validator_class(schema: dict[str, Any]) -> Any:
+    """The validator of the draft the schema names in `$schema` (default 2020-12)."""
+    return jsonschema.validators.validator_for(schema, default=JSON_SCHEMA_VALIDATOR)
+
 Errors = dict[str, list[str]]
 
 
@@ -196,8 +201,12 @@ def check_input_schema(schema: Any, errors: Errors) -> None:
     if (problem := json_problem(schema)) is not None:
         errors.setdefault("input_schema", []).append(problem)
         return
-    problems = sorted(JSON_SCHEMA_VALIDATOR(JSON_SCHEMA_VALIDATOR.META_SCHEMA)
-                      .iter_errors(schema), key=lambda e: list(e.absolute_path))
+    if "$schema" in schema and not isinstance(schema["$schema"], str):
+        errors.setdefault("input_schema", []).append("$schema must be a URI (text).")
+        return
+    meta = validator_class(schema).META_SCHEMA
+    problems = sorted(JSON_SCHEMA_VALIDATOR(meta).iter_errors(schema),
+                      key=lambda e: list(e.absolute_path))
     for problem in problems[:10]:
         where = "/".join(str(p) for p in problem.absolute_path)
         errors.setdefault("input_schema", []).append(

@@ -290,3 +290,18 @@ def test_scenario_of_a_scripted_provider_is_checked(ready):
         # The same parameters are fine for a provider that is not scripted.
         make_agent(provider="openai-main", parameters={"scenario": [{"content": 1}]})
         make_agent(name="two", parameters={"scenario": SCENARIO, "temperature": 0.1})
+
+
+def test_schema_draft_is_taken_from_dollar_schema(ready):
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+              "properties": {"n": {"type": "integer", "exclusiveMinimum": 0}}}
+    with ready.scope():
+        # Draft 4 wants a boolean exclusiveMinimum: a number there is an invalid draft-4 schema.
+        errors = _errors(input_schema={**draft7,
+                                       "$schema": "http://json-schema.org/draft-04/schema#"})
+        assert any("exclusiveMinimum" in m for m in errors["input_schema"]), errors
+        version = services.publish_agent(actor=SYSTEM, agent=make_agent(input_schema=draft7))
+        services.validate_input(version, {"n": 1})
+        with pytest.raises(InvalidInput) as caught:
+            services.validate_input(version, {"n": 0})
+        assert set(caught.value.errors) == {"input.$.n"}
