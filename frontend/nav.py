@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.urls import reverse
+from django.utils.module_loading import import_string
 
 from tenants.authz import Principal, has_permission
 from tenants.models import Organization
@@ -22,6 +23,8 @@ class NavItem:
     url_name: str  # a name in frontend.urls, taking only `org_slug`
     permission: str
     group: str = "Organization"
+    # Dotted path to `(principal, org) -> int`: a count shown next to the label (0 hides it).
+    badge: str = ""
 
     def __post_init__(self) -> None:
         check_permission_name(self.permission)
@@ -36,6 +39,9 @@ NAV: list[NavItem] = [
     NavItem("Tool policies", "tool-policies", "tools.read", group="Tools"),
     NavItem("Agents", "agents", "agents.read", group="Agents"),
     NavItem("Model providers", "providers", "agents.read", group="Agents"),
+    NavItem("Runs", "runs", "runs.read", group="Runs"),
+    NavItem("Approvals", "approvals", "runs.read", group="Runs",
+            badge="frontend.views.approvals.pending_count"),
     NavItem("Members", "members", "members.read", group="Access"),
     NavItem("Roles", "roles", "roles.read", group="Access"),
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),
@@ -49,6 +55,7 @@ class NavLink:
     url: str
     group: str
     active: bool
+    badge: int = 0
 
 
 def nav_for(
@@ -62,6 +69,7 @@ def nav_for(
             url=reverse(f"console:{item.url_name}", kwargs={"org_slug": org.slug}),
             group=item.group,
             active=current == item.url_name or current.startswith(f"{item.url_name}-"),
+            badge=import_string(item.badge)(principal, org) if item.badge else 0,
         )
         for item in NAV
         if has_permission(principal, item.permission, org)

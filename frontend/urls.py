@@ -5,6 +5,7 @@ from django.urls import include, path
 from frontend.views import (
     agents,
     apikeys,
+    approvals,
     audit,
     environments,
     home,
@@ -13,6 +14,8 @@ from frontend.views import (
     promote,
     providers,
     roles,
+    run_events,
+    runs,
     secrets,
     tool_policies,
     variables,
@@ -74,6 +77,14 @@ org_patterns = [
     path("providers/<uuid:provider_id>/edit/", providers.provider_edit, name="providers-edit"),
     path("providers/<uuid:provider_id>/delete/", providers.provider_delete,
          name="providers-delete"),
+    path("runs/", runs.run_list, name="runs"),
+    path("runs/new/", runs.run_new, name="runs-new"),
+    path("runs/<uuid:run_id>/", runs.run_detail, name="runs-detail"),
+    path("runs/<uuid:run_id>/events/", run_events.run_events, name="runs-events"),
+    path("runs/<uuid:run_id>/cancel/", runs.run_cancel, name="runs-cancel"),
+    path("approvals/", approvals.approval_list, name="approvals"),
+    path("approvals/<uuid:approval_id>/decide/", runs.approval_decide,
+         name="approvals-decide"),
 ]
 
 urlpatterns = [

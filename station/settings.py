@@ -246,6 +246,9 @@ RUN_MAX_ATTEMPTS = env_int("STATION_RUN_MAX_ATTEMPTS", 3)
 RUN_REAPER_INTERVAL_SECONDS = env_int("STATION_RUN_REAPER_INTERVAL_SECONDS", 30)
 # Bound on one tool call through MCP.
 MCP_CALL_TIMEOUT_SECONDS = env_int("STATION_MCP_CALL_TIMEOUT_SECONDS", 60)
+# Live run pages (server-sent events) held open at once per web process. Each holds a
+# gunicorn thread while open; past this, a run page polls every few seconds instead.
+LIVE_STREAMS_PER_PROCESS = env_int("STATION_LIVE_STREAMS_PER_PROCESS", 2)
 
 # --- Triggers (schedules, webhooks) ------------------------------------------------------------
 # Outbound webhook deliveries: attempts per event (first + retries), the first retry's delay
