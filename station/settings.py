@@ -233,6 +233,8 @@ VAULT_REVEAL_ALLOWED = env_str("STATION_PROCESS", "web") == "worker"
 # --- MCP servers ------------------------------------------------------------------------------
 # Bound on connecting to an MCP server and listing its tools (discovery, health checks).
 MCP_TIMEOUT_SECONDS = env_int("STATION_MCP_TIMEOUT_SECONDS", 20)
+# How often beat health-checks each enabled MCP server (0: never).
+MCP_HEALTH_INTERVAL_SECONDS = env_int("STATION_MCP_HEALTH_INTERVAL_SECONDS", 300)
 
 # --- Runs -------------------------------------------------------------------------------------
 # Fair execution: at most this many runs of one org execute at once; the rest wait queued

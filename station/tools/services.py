@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit import services as audit
 from station.core.errors import Conflict, InvalidInput
+from station.tools import health_schedule
 from station.tools.hashing import ToolDefinition
 from station.tools.models import McpServer, Tool
 from station.vault.models import Secret, Variable, name_validator
@@ -81,6 +82,7 @@ def create_mcp_server(*, actor: Principal, environment: Environment, name: str,
         raise Conflict(f"An MCP server named {name!r} exists in {environment.slug}.",
                        errors={"name": ["Taken in this environment."]})
     server = McpServer.objects.create(environment=environment, name=name, **config)
+    health_schedule.sync(server)
     audit.record("mcp_server.created", actor=actor, target=server,
                  environment_id=environment.pk,
                  changes={"name": name, **{k: v for k, v in config.items()}})
@@ -100,6 +102,8 @@ def update_mcp_server(*, actor: Principal, server: McpServer, **changes: Any) ->
         setattr(server, field, value)
     server.updated_at = timezone.now()
     server.save()
+    if "enabled" in diff:
+        health_schedule.sync(server)
     audit.record("mcp_server.updated", actor=actor, target=server,
                  environment_id=server.environment_id, changes=diff)
     return server
@@ -110,6 +114,7 @@ def delete_mcp_server(*, actor: Principal, server: McpServer) -> None:
     authorize(actor, "tools.manage", server.organization_id, server.environment)
     audit.record("mcp_server.deleted", actor=actor, target=server,
                  environment_id=server.environment_id, changes={"name": server.name})
+    health_schedule.drop(server.pk)
     server.delete()
 
 

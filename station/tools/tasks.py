@@ -51,8 +51,14 @@ def check_server_health(self: OrgTask, *, org_id: str, server_id: str,
     from station.tools import discovery
 
     server = _server(server_id)
-    if server is None or not server.enabled:
-        return {"ok": False, "error": "no such server or disabled", "skipped": True}
+    if server is None:  # deleted with its environment or org: its beat entry goes too
+        from station.tools import health_schedule
+
+        with transaction.atomic():
+            health_schedule.drop(server_id)
+        return {"ok": False, "error": "no such server", "skipped": True}
+    if not server.enabled:
+        return {"ok": False, "error": "disabled", "skipped": True}
     actor = Principal.system(f"health check requested by {requested_by}" if requested_by
                              else "health check")
     return _result(discovery.check_health(server, actor=actor))
