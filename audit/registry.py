@@ -55,6 +55,20 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "webhook.secret_rotated": "A webhook's signing secret was replaced",
         "variable.set": "An environment variable was created or changed",
         "variable.deleted": "An environment variable was deleted",
+        "identity.saml_configured": "The organization's SAML identity provider was set or changed",
+        "identity.saml_removed": "The organization's SAML identity provider was removed",
+        "identity.domain_added": "An email domain was claimed (DNS verification pending)",
+        "identity.domain_verified": "An email domain was verified by its DNS TXT record",
+        "identity.domain_removed": "An email domain was removed",
+        "identity.group_mapping_set": "An IdP group was mapped to a role",
+        "identity.group_mapping_deleted": "An IdP group mapping was removed",
+        "identity.sso_login_succeeded": "A person signed in through the organization's IdP",
+        "identity.sso_login_failed": "A sign-in through the organization's IdP was refused "
+        "(the reason is recorded)",
+        "identity.sso_provisioned": "First SSO sign-in: the account and/or membership was "
+        "created just in time",
+        "identity.break_glass_login": "An owner signed in with a password although the "
+        "organization enforces SSO (break-glass)",
         "environment.bundle_applied": "An environment bundle was applied (summary of the "
         "changes; each change has its own event too)",
         "environment.promoted": "Configuration names were promoted from another environment "

@@ -51,6 +51,9 @@ INSTALLED_APPS = [
     "frontend",
     "allauth",
     "allauth.account",
+    # SAML SSO per org (station.identity feeds the provider its per-org configuration).
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.saml",
     "station.core",
     "tenants",
     "station.vault",
@@ -59,6 +62,7 @@ INSTALLED_APPS = [
     "station.agents",
     "station.runs",
     "station.triggers",
+    "station.identity",
     # Beat's schedule tables (PeriodicTask, CrontabSchedule): platform tables, no tenant data.
     "django_celery_beat",
     "audit",
@@ -169,6 +173,14 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory" if ACCOUNT_ALLOW_REGISTRATION else "non
 ACCOUNT_ADAPTER = "frontend.adapters.StationAccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+# SSO enforcement: a member of an org that enforces SSO cannot sign in with a password
+# (owners have an audited break-glass page). See docs/identity.md.
+ACCOUNT_FORMS = {"login": "station.identity.forms.StationLoginForm"}
+# SAML apps come from each org's SamlConnection, never from SocialApp rows or settings.
+SOCIALACCOUNT_ADAPTER = "station.identity.adapters.StationSocialAccountAdapter"
+# SSO users are created by station.identity.provisioning, never by allauth's social sign-up.
+SOCIALACCOUNT_AUTO_SIGNUP = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
 LOGIN_REDIRECT_URL = "/"
 LOGIN_URL = "/accounts/login/"
 SESSION_COOKIE_HTTPONLY = True

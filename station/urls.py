@@ -23,6 +23,8 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
+    # Before allauth's: Station's SAML login/finish (replay, InResponseTo) shadow allauth's.
+    path("accounts/", include("station.identity.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("frontend.urls")),
 ]

@@ -134,3 +134,16 @@ def enter_org_of_inbound_webhook(webhook_id: uuid.UUID) -> uuid.UUID | None:
         return None
     context.activate_in_database(org_id)
     return uuid.UUID(str(org_id))
+
+
+def org_of_verified_domain(domain: str) -> uuid.UUID | None:
+    """The org that verified an email domain, if any (login routing; refusing a domain that
+    another org already verified). Opens only verified rows, by policy (identity/0002)."""
+    from station.identity.models import VerifiedDomain
+
+    domain = domain.strip().rstrip(".").lower()
+    if not domain:
+        return None
+    with _lookup("app.email_domain", domain):
+        return (VerifiedDomain.all_orgs.filter(domain=domain, verified_at__isnull=False)
+                .values_list("organization_id", flat=True).first())

@@ -1,0 +1,218 @@
+"""SAML login: start (AuthnRequest) and finish (the ACS response), with the checks that
+python3-saml leaves to us.
+
+allauth's ACS view receives the IdP's cross-site POST, keeps it in a short-lived cookie and
+redirects to `finish`, a same-site GET that carries our session cookie (SameSite=Lax). Here,
+in order: the org's connection; python3-saml validation in strict mode with the session's
+pending AuthnRequest id (signature, SHA-1 refused, audience, recipient, destination, issuer,
+time window); InResponseTo required unless the org allows IdP-initiated login; the
+AuthnRequest id consumed once across all processes (DB); the assertion id recorded in the
+replay cache (DB, per IdP, until NotOnOrAfter); then JIT provisioning and the session login.
+Every outcome is audited in the org.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from allauth.core.internal import httpkit
+from allauth.socialaccount.providers.saml.utils import build_auth
+from allauth.socialaccount.sessions import LoginSession
+from django.contrib.auth import login
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
+
+from audit import services as audit
+from station.identity import saml
+from station.identity.adapters import saml_app_for_org
+from station.identity.models import SamlAssertionSeen, SamlConnection, SamlRequest
+from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sso_login
+from tenants import platform
+from tenants.authz import Principal
+from tenants.context import org_scope
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "station_saml_requests"
+MAX_PENDING = 5
+# Kept in the replay cache when an assertion carries no NotOnOrAfter.
+DEFAULT_REPLAY_SECONDS = 24 * 3600
+
+
+def safe_path(value: str | None) -> str | None:
+    """A same-origin path (`/…`, not `//host`, no scheme, no backslash) or None."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in value):
+        return None
+    return value
+
+
+def _refuse(request: HttpRequest, message: str, status: int = 403) -> HttpResponse:
+    return render(request, "identity/sso_error.html", {"message": message}, status=status)
+
+
+def _provider(org_slug: str, request: HttpRequest) -> Any:
+    app = saml_app_for_org(org_slug)
+    if app is None:
+        raise Http404("No single sign-on for this organization.")
+    return app.get_provider(request)
+
+
+@never_cache
+@require_GET
+def saml_login(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    """Send the browser to the org's IdP with a fresh AuthnRequest, remembered twice: in this
+    session (binds the response to this browser) and in the database (single use)."""
+    org = platform.org_by_slug(organization_slug)
+    if org is None:
+        raise Http404("No single sign-on for this organization.")
+    provider = _provider(organization_slug, request)
+    auth = build_auth(request, provider)
+    redirect_url = auth.login(return_to="")
+    request_id = auth.get_last_request_id()
+    with org_scope(org.id):
+        SamlRequest.objects.create(
+            organization_id=org.id, request_id=request_id,
+            expires_at=timezone.now() + timedelta(seconds=saml.REQUEST_TTL_SECONDS))
+    pending = dict(request.session.get(SESSION_KEY, {}))
+    pending[request_id] = {"org": organization_slug,
+                           "next": safe_path(request.GET.get("next"))}
+    request.session[SESSION_KEY] = dict(list(pending.items())[-MAX_PENDING:])
+    return HttpResponseRedirect(redirect_url)
+
+
+@never_cache
+def saml_finish(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    org = platform.org_by_slug(organization_slug)
+    if org is None:
+        raise Http404("No single sign-on for this organization.")
+    acs_session = LoginSession(request, "saml_acs_session", "saml-acs-session")
+    data = acs_session.store.get("request")
+    acs_session.delete()
+    if not data:
+        return _refuse(request, "The sign-in response was not found; start again.", 400)
+    acs_request = httpkit.deserialize_request(data, HttpRequest())
+    with org_scope(org.id):
+        connection = SamlConnection.objects.filter(enabled=True).first()
+        if connection is None:
+            raise Http404("No single sign-on for this organization.")
+        provider = _provider(organization_slug, request)
+        outcome = _finish(request, acs_request, connection, provider, organization_slug)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        user, next_url = outcome
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session["station_sso_org"] = str(org.id)
+    return HttpResponseRedirect(next_url or f"/o/{organization_slug}/")
+
+
+def _fail(request: HttpRequest, connection: SamlConnection, reason: str, detail: str,
+          message: str) -> HttpResponse:
+    logger.warning("SAML login refused for org %s: %s (%s)", connection.organization_id,
+                   reason, detail)
+    audit.record("identity.sso_login_failed", actor=idp_principal(connection),
+                 target=connection, target_label=connection.idp_entity_id,
+                 changes={"reason": reason, "detail": detail[:500]})
+    return _refuse(request, message)
+
+
+def _finish(request: HttpRequest, acs_request: HttpRequest, connection: SamlConnection,
+            provider: Any, org_slug: str) -> HttpResponse | tuple[Any, str | None]:
+    pending: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_KEY, {}))
+    # The AuthnRequest this browser is waiting on for this org (the newest one).
+    expected = next((rid for rid, st in reversed(pending.items()) if st.get("org") == org_slug),
+                    None)
+    auth: OneLogin_Saml2_Auth = build_auth(acs_request, provider)
+    try:
+        auth.process_response(request_id=expected)
+    except (binascii.Error, OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError) as exc:
+        return _fail(request, connection, "invalid_response", str(exc),
+                     "The identity provider's response was not accepted.")
+    errors = auth.get_errors()
+    if errors or not auth.is_authenticated():
+        return _fail(request, connection, "invalid_response",
+                     auth.get_last_error_reason() or ", ".join(errors) or "not authenticated",
+                     "The identity provider's response was not accepted.")
+
+    in_response_to = auth.get_last_response_in_response_to()
+    next_url: str | None = None
+    if in_response_to:
+        state = pending.pop(in_response_to, None)
+        request.session[SESSION_KEY] = pending
+        if state is None or state.get("org") != org_slug:
+            return _fail(request, connection, "unknown_request",
+                         f"InResponseTo {in_response_to} was not sent by this browser",
+                         "This sign-in was not started here; start again.")
+        used = SamlRequest.objects.filter(
+            request_id=in_response_to, used_at__isnull=True, expires_at__gt=timezone.now(),
+        ).update(used_at=timezone.now())
+        if used != 1:
+            return _fail(request, connection, "request_reused_or_expired",
+                         f"AuthnRequest {in_response_to} already answered or expired",
+                         "This sign-in was already used or has expired; start again.")
+        next_url = state.get("next")
+    else:
+        if not connection.allow_idp_initiated:
+            return _fail(request, connection, "unsolicited_response",
+                         "no InResponseTo and IdP-initiated login is off",
+                         "Sign-in must start from Station for this organization.")
+        next_url = safe_path(acs_request.POST.get("RelayState"))
+
+    replay = _remember_assertion(connection, auth)
+    if replay is not None:
+        return _fail(request, connection, "replayed_assertion", replay,
+                     "This sign-in response was already used.")
+
+    common = provider.extract_common_fields(auth)
+    attributes = auth.get_attributes()
+    groups = [str(g) for g in attributes.get(connection.group_attribute, [])] \
+        if connection.group_attribute else []
+    name = " ".join(p for p in (common.get("first_name"), common.get("last_name")) if p)
+    assertion = SsoAssertion(idp_entity_id=connection.idp_entity_id,
+                             subject=str(auth.get_nameid()), email=common.get("email") or "",
+                             name=name, groups=groups)
+    try:
+        with transaction.atomic():
+            result = sso_login(connection=connection, assertion=assertion)
+    except SsoRefused as exc:
+        return _fail(request, connection, exc.reason, f"subject {assertion.subject}",
+                     exc.message)
+    audit.record("identity.sso_login_succeeded", actor=Principal.for_user(result.user),
+                 target=result.membership, target_label=result.user.email,
+                 changes={"idp": connection.idp_entity_id, "subject": assertion.subject,
+                          "role": result.role, "idp_initiated": not in_response_to,
+                          "groups": groups})
+    return result.user, next_url
+
+
+def _remember_assertion(connection: SamlConnection, auth: OneLogin_Saml2_Auth) -> str | None:
+    """Record the assertion id (replay cache); a description if it was seen before."""
+    assertion_id = auth.get_last_assertion_id()
+    if not assertion_id:
+        return "assertion without an ID"
+    expiry = auth.get_last_assertion_not_on_or_after()
+    now = timezone.now()
+    until = (datetime.fromtimestamp(expiry, tz=UTC) if expiry
+             else now + timedelta(seconds=DEFAULT_REPLAY_SECONDS))
+    SamlAssertionSeen.objects.filter(not_on_or_after__lt=now - timedelta(minutes=5)).delete()
+    try:
+        with transaction.atomic():
+            SamlAssertionSeen.objects.create(
+                organization_id=connection.organization_id,
+                idp_entity_id=connection.idp_entity_id, assertion_id=assertion_id,
+                not_on_or_after=max(until, now) + timedelta(minutes=5))
+    except IntegrityError:
+        return f"assertion {assertion_id} from {connection.idp_entity_id} seen before"
+    return None

@@ -1,0 +1,129 @@
+"""Just-in-time provisioning: who an accepted SAML assertion logs in, and with which role.
+
+Accounts are keyed by (IdP entity id, NameID) in `SsoIdentity`. An email address is only a
+hint for the first login, and only when it is on a domain this org verified and the account
+it names belongs to no other organization: one org's IdP can never sign in a person who
+belongs to another org by asserting their email.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from station.identity.models import GroupRoleMapping, SamlConnection, SsoIdentity, VerifiedDomain
+from tenants import platform
+from tenants import services as tenant_services
+from tenants.authz import Principal
+from tenants.models import Membership, User
+from tenants.permissions import OWNER_ROLE, role_permissions
+
+
+class SsoRefused(Exception):
+    """A valid assertion that still may not sign anyone in. `reason` is the audited code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SsoAssertion:
+    idp_entity_id: str
+    subject: str
+    email: str = ""
+    name: str = ""
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SsoLogin:
+    user: User
+    membership: Membership
+    role: str
+    user_created: bool
+    membership_created: bool
+
+
+def idp_principal(connection: SamlConnection) -> Principal:
+    return Principal.system(f"SAML IdP {connection.idp_entity_id}")
+
+
+def role_for_groups(connection: SamlConnection, groups: list[str]) -> str | None:
+    """The strongest role any of the user's groups maps to, else the connection's default."""
+    mapped = list(GroupRoleMapping.objects.filter(group__in=groups).values_list("role",
+                                                                                 flat=True))
+    if mapped:
+        return max(mapped, key=lambda role: len(role_permissions(role)))
+    return connection.default_role or None
+
+
+def _email_domain(email: str) -> str:
+    return email.rpartition("@")[2].lower() if "@" in email else ""
+
+
+def _find_or_link_user(connection: SamlConnection, assertion: SsoAssertion) -> tuple[User, bool]:
+    email = assertion.email.strip().lower()
+    if not email:
+        raise SsoRefused("no_email", "Your identity provider sent no email address.")
+    domain = _email_domain(email)
+    if not VerifiedDomain.objects.filter(domain=domain, verified_at__isnull=False).exists():
+        raise SsoRefused("email_domain_not_verified",
+                         f"{domain} is not a verified domain of this organization.")
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email=email, name=assertion.name[:200])
+        return user, True
+    others = [o for o in platform.orgs_for_user(user.pk)
+              if o.id != connection.organization_id]
+    if others:
+        raise SsoRefused("account_in_another_organization",
+                         "An account with this email belongs to another organization; this "
+                         "organization's identity provider cannot sign it in.")
+    return user, False
+
+
+@transaction.atomic
+def sso_login(*, connection: SamlConnection, assertion: SsoAssertion) -> SsoLogin:
+    """Find or create the user and membership for an accepted assertion (in the org's scope)."""
+    identity = (SsoIdentity.objects.select_related("user")
+                .filter(idp_entity_id=assertion.idp_entity_id, subject=assertion.subject)
+                .first())
+    user_created = False
+    if identity is None:
+        user, user_created = _find_or_link_user(connection, assertion)
+        identity = SsoIdentity.objects.create(
+            organization_id=connection.organization_id, idp_entity_id=assertion.idp_entity_id,
+            subject=assertion.subject, user=user)
+    user = identity.user
+    if not user.is_active:
+        raise SsoRefused("account_disabled", "This account is disabled.")
+    role = role_for_groups(connection, assertion.groups)
+    membership = Membership.objects.filter(user=user).first()
+    if role is None and not (membership and membership.role == OWNER_ROLE):
+        raise SsoRefused("no_mapped_group",
+                         "None of your groups gives access to this organization.")
+    actor = idp_principal(connection)
+    membership_created = membership is None
+    if membership is None:
+        assert role is not None
+        membership = Membership.objects.create(organization_id=connection.organization_id,
+                                               user=user, role=role)
+    elif membership.role != OWNER_ROLE and role is not None and membership.role != role:
+        # The IdP is the source of truth for roles at each login; it never touches owners.
+        membership = tenant_services.change_member_role(actor=actor, membership=membership,
+                                                        role=role)
+    if user_created or membership_created:
+        audit.record("identity.sso_provisioned", actor=actor, target=membership,
+                     target_label=user.email,
+                     changes={"email": user.email, "subject": assertion.subject,
+                              "idp": assertion.idp_entity_id, "role": membership.role,
+                              "user_created": user_created,
+                              "membership_created": membership_created})
+    identity.last_login_at = timezone.now()
+    identity.save(update_fields=["last_login_at"])
+    return SsoLogin(user, membership, membership.role, user_created, membership_created)

@@ -1,0 +1,222 @@
+"""Writes of the identity app: SAML connection, verified domains, group mappings.
+
+Each takes the acting principal, checks `org.manage`, writes and records its audit event in
+one transaction (STYLE.md §1).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import services as audit
+from station.core.errors import Conflict, InvalidInput
+from station.identity import dns, saml
+from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
+from tenants import platform
+from tenants.authz import Principal, authorize
+from tenants.models import Organization
+from tenants.permissions import ROLES
+
+PERMISSION = "org.manage"
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+# --- SAML connection ----------------------------------------------------------------------
+
+
+def _clean_role(role: str, field: str, *, allow_blank: bool = False) -> str:
+    role = (role or "").strip()
+    if not role and allow_blank:
+        return ""
+    if role == "owner":
+        raise InvalidInput.field(field, "An IdP group cannot grant owner: owners are made by "
+                                        "an owner, in Station.")
+    if role not in ROLES:
+        raise InvalidInput.field(field, f"Unknown role {role!r}; choose one of "
+                                        f"{', '.join(r for r in ROLES if r != 'owner')}.")
+    return role
+
+
+_SETTINGS = ("enabled", "allow_idp_initiated", "enforce_sso", "group_attribute",
+             "default_role")
+
+
+@transaction.atomic
+def configure_saml(
+    *, actor: Principal, org: Organization, metadata_xml: str = "", entity_id: str = "",
+    sso_url: str = "", x509cert: str = "", enabled: bool | None = None,
+    allow_idp_initiated: bool | None = None, enforce_sso: bool | None = None,
+    group_attribute: str | None = None, default_role: str | None = None,
+) -> SamlConnection:
+    """Create or change the org's SAML IdP. Without IdP values the current IdP is kept (to
+    change only settings); None leaves a setting as it is."""
+    authorize(actor, PERMISSION, org)
+    connection = SamlConnection.objects.select_for_update().first()
+    given = any(v.strip() for v in (metadata_xml, entity_id, sso_url, x509cert))
+    if given or connection is None:
+        idp = saml.clean_idp_config(metadata_xml=metadata_xml, entity_id=entity_id,
+                                    sso_url=sso_url, x509cert=x509cert)
+    else:
+        idp = saml.IdpConfig(connection.idp_entity_id, connection.idp_sso_url,
+                             connection.idp_x509cert)
+    if default_role is not None:
+        default_role = _clean_role(default_role, "default_role", allow_blank=True)
+    if group_attribute is not None:
+        group_attribute = group_attribute.strip()
+        if len(group_attribute) > 500:
+            raise InvalidInput.field("group_attribute", "At most 500 characters.")
+
+    before = _snapshot(connection)
+    if connection is None:
+        connection = SamlConnection(organization=org)
+    connection.idp_entity_id = idp.entity_id
+    connection.idp_sso_url = idp.sso_url
+    connection.idp_x509cert = idp.x509cert
+    if metadata_xml.strip():
+        connection.metadata_xml = metadata_xml.strip()
+    elif given:
+        connection.metadata_xml = ""
+    for name, value in (("enabled", enabled), ("allow_idp_initiated", allow_idp_initiated),
+                        ("enforce_sso", enforce_sso), ("group_attribute", group_attribute),
+                        ("default_role", default_role)):
+        if value is not None:
+            setattr(connection, name, value)
+    connection.updated_at = timezone.now()
+    connection.save()
+    after = _snapshot(connection)
+    changes = {k: audit.change(before.get(k), v) for k, v in after.items()
+               if before.get(k) != v}
+    audit.record("identity.saml_configured", actor=actor, target=connection,
+                 target_label=connection.idp_entity_id, changes=changes)
+    return connection
+
+
+def _snapshot(connection: SamlConnection | None) -> dict[str, Any]:
+    if connection is None:
+        return {}
+    return {
+        "idp_entity_id": connection.idp_entity_id, "idp_sso_url": connection.idp_sso_url,
+        # The certificate is public, but long: its tail tells two apart in the log.
+        "idp_x509cert": f"…{connection.idp_x509cert[-16:]}",
+        **{name: getattr(connection, name) for name in _SETTINGS},
+    }
+
+
+@transaction.atomic
+def remove_saml(*, actor: Principal, org: Organization) -> None:
+    authorize(actor, PERMISSION, org)
+    connection = SamlConnection.objects.select_for_update().first()
+    if connection is None:
+        from station.core.errors import NotFound
+
+        raise NotFound("This organization has no SAML identity provider.")
+    audit.record("identity.saml_removed", actor=actor, target=connection,
+                 target_label=connection.idp_entity_id, changes=_snapshot(connection))
+    connection.delete()
+
+
+# --- verified domains ------------------------------------------------------------------------
+
+
+def normalize_domain(raw: str, field: str = "domain") -> str:
+    domain = (raw or "").strip().rstrip(".").lower()
+    if domain.startswith("@"):
+        domain = domain[1:]
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidInput.field(field, "This is not a valid domain name.") from exc
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+        raise InvalidInput.field(field, "Give a domain name such as example.com (no scheme, "
+                                        "no path).")
+    return domain
+
+
+def _refuse_if_verified_elsewhere(org: Organization, domain: str) -> None:
+    owner = platform.org_of_verified_domain(domain)
+    if owner is not None and owner != org.pk:
+        raise Conflict(f"{domain} is already verified by another organization.",
+                       errors={"domain": ["Already verified by another organization."]})
+
+
+@transaction.atomic
+def add_domain(*, actor: Principal, org: Organization, domain: str) -> VerifiedDomain:
+    authorize(actor, PERMISSION, org)
+    domain = normalize_domain(domain)
+    if VerifiedDomain.objects.filter(domain=domain).exists():
+        raise Conflict(f"{domain} is already listed.",
+                       errors={"domain": ["Already listed for this organization."]})
+    _refuse_if_verified_elsewhere(org, domain)
+    row = VerifiedDomain.objects.create(organization=org, domain=domain,
+                                        token=secrets.token_urlsafe(24))
+    audit.record("identity.domain_added", actor=actor, target=row, changes={"domain": domain})
+    return row
+
+
+@transaction.atomic
+def verify_domain(*, actor: Principal, domain: VerifiedDomain) -> VerifiedDomain:
+    org = domain.organization
+    authorize(actor, PERMISSION, org)
+    if domain.verified_at is not None:
+        return domain
+    _refuse_if_verified_elsewhere(org, domain.domain)
+    records = dns.resolver().txt_records(domain.domain)
+    if domain.txt_value not in [r.strip() for r in records]:
+        raise InvalidInput.field(
+            "domain", f"No TXT record {domain.txt_value!r} found at {domain.domain}. DNS "
+                      "changes can take a while to appear; try again later.")
+    domain.verified_at = timezone.now()
+    try:
+        with transaction.atomic():
+            domain.save(update_fields=["verified_at"])
+    except IntegrityError as exc:  # another org verified it a moment ago
+        raise Conflict(f"{domain.domain} is already verified by another organization.",
+                       errors={"domain": ["Already verified by another organization."]}) from exc
+    audit.record("identity.domain_verified", actor=actor, target=domain,
+                 changes={"domain": domain.domain})
+    return domain
+
+
+@transaction.atomic
+def remove_domain(*, actor: Principal, domain: VerifiedDomain) -> None:
+    authorize(actor, PERMISSION, domain.organization)
+    audit.record("identity.domain_removed", actor=actor, target=domain,
+                 changes={"domain": domain.domain, "was_verified": domain.verified_at is not None})
+    domain.delete()
+
+
+# --- group → role mappings ----------------------------------------------------------------
+
+
+@transaction.atomic
+def set_group_mapping(*, actor: Principal, org: Organization, group: str,
+                      role: str) -> GroupRoleMapping:
+    authorize(actor, PERMISSION, org)
+    group = (group or "").strip()
+    if not group or len(group) > 500:
+        raise InvalidInput.field("group", "Give the group's name as the IdP sends it "
+                                          "(1–500 characters).")
+    role = _clean_role(role, "role")
+    mapping = GroupRoleMapping.objects.select_for_update().filter(group=group).first()
+    before = mapping.role if mapping else None
+    if mapping is None:
+        mapping = GroupRoleMapping.objects.create(organization=org, group=group, role=role)
+    elif mapping.role != role:
+        mapping.role = role
+        mapping.save(update_fields=["role"])
+    audit.record("identity.group_mapping_set", actor=actor, target=mapping,
+                 changes={"group": group, "role": audit.change(before, role)})
+    return mapping
+
+
+@transaction.atomic
+def delete_group_mapping(*, actor: Principal, mapping: GroupRoleMapping) -> None:
+    authorize(actor, PERMISSION, mapping.organization)
+    audit.record("identity.group_mapping_deleted", actor=actor, target=mapping,
+                 changes={"group": mapping.group, "role": mapping.role})
+    mapping.delete()
