@@ -34,9 +34,9 @@ from tests.runs.conftest import TIME_SERVER, RunWorld
 sent = runs_conftest.sent
 worker_settings = runs_conftest.worker_settings
 
-CLOCK_CALL = {"tool_calls": [{"name": "clock__get_current_time",
+CLOCK_CALL: dict[str, Any] = {"tool_calls": [{"name": "clock__get_current_time",
                               "arguments": {"timezone": "Europe/Paris"}}]}
-PARIS = [CLOCK_CALL, {"content": "Paris: {last_tool_result}"}]
+PARIS: list[dict[str, Any]] = [CLOCK_CALL, {"content": "Paris: {last_tool_result}"}]
 
 
 @pytest.fixture
