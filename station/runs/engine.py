@@ -39,6 +39,7 @@ from station.runs import lifecycle
 from station.runs.mcp_pool import SessionPool, ToolCallFailed
 from station.runs.models import Run, RunStep, ToolApproval
 from station.tools.models import McpServer, Tool, ToolPolicy
+from station.tools.policies import policy_for
 from station.vault.services import redact
 from tenants import context
 from tenants.authz import Principal
@@ -205,8 +206,9 @@ class _Loop:
                 tool = (Tool.objects.filter(server__environment=self.run_row.environment,
                                             server__name=server_name, server__enabled=True,
                                             name=tool_name).first())
-                if tool is None or not tool.callable or \
-                        _policy(self.run_row, server_name, tool_name) == ToolPolicy.DENY:
+                denied = policy_for(self.run_row.environment, server_name,
+                                    tool_name) == ToolPolicy.DENY
+                if tool is None or not tool.callable or denied:
                     continue
                 specs.append(ToolSpec(llm_tool_name(server_name, tool_name), tool.description,
                                       tool.input_schema or {"type": "object"}))
@@ -326,7 +328,7 @@ class _Loop:
                                               name=server_name).first()
             tool = (Tool.objects.filter(server=server, name=tool_name).first()
                     if server is not None else None)
-            policy = _policy(self.run_row, server_name, tool_name)
+            policy = policy_for(self.run_row.environment, server_name, tool_name)
             approval = ToolApproval.objects.filter(run=self.run_row,
                                                    tool_call_id=call.id).first()
         if server is None or not server.enabled:
@@ -362,14 +364,3 @@ class _Loop:
         if result.structured is not None:
             output["structured"] = result.structured
         return record(output)
-
-
-def _policy(run: Run, server: str, tool: str) -> str | None:
-    rules = ToolPolicy.objects.filter(environment=run.environment,
-                                      tool__in=[f"{server}/{tool}", f"{server}/*"])
-    effects = {rule.effect for rule in rules}
-    if ToolPolicy.DENY in effects:
-        return ToolPolicy.DENY
-    if ToolPolicy.REQUIRE_APPROVAL in effects:
-        return ToolPolicy.REQUIRE_APPROVAL
-    return None

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from audit import services as audit
 from station.agents.models import Agent, AgentVersion
+from station.agents.selectors import latest_version
+from station.agents.services import validate_input
 from station.core.errors import Conflict, InvalidInput
 from station.runs import lifecycle
 from station.runs.models import ActiveRun, Run, ToolApproval
@@ -22,19 +24,11 @@ TRIGGERS = frozenset(value for value, _ in Run.TRIGGERS)
 
 
 def _latest_version(agent: Agent) -> AgentVersion:
-    version = AgentVersion.objects.filter(agent=agent).order_by("-number").first()
+    version = latest_version(agent)
     if version is None:
         raise Conflict(f"Agent {agent.name!r} has no published version yet; publish it "
                        "before running it.")
     return version
-
-
-def validate_input(version: AgentVersion, data: Any) -> dict[str, Any]:
-    """Check a run input against the version's input schema; errors name the JSON path."""
-    from station.agents.services import validate_input as validate
-
-    validate(version, data)
-    return dict(data)
 
 
 @transaction.atomic
@@ -62,7 +56,8 @@ def start_run(*, actor: Principal, agent: Agent, input: Any, trigger: str = "api
         raise InvalidInput.field("version", "That version belongs to another agent.")
     if input is None:
         input = {}
-    data = validate_input(version, input)
+    validate_input(version, input)  # InvalidInput naming each problem's JSON path
+    data = input
     run = Run(organization_id=agent.organization_id, environment=agent.environment,
               agent=agent, version=version, input=data, trigger=trigger,
               trigger_ref=trigger_ref[:64], created_by_label=actor.label[:255],
