@@ -39,6 +39,7 @@ NAV: list[NavItem] = [
     NavItem("Tool policies", "tool-policies", "tools.read", group="Tools"),
     NavItem("Agents", "agents", "agents.read", group="Agents"),
     NavItem("Model providers", "providers", "agents.read", group="Agents"),
+    NavItem("Triggers", "triggers", "agents.read", group="Agents"),
     NavItem("Runs", "runs", "runs.read", group="Runs"),
     NavItem("Approvals", "approvals", "runs.read", group="Runs",
             badge="frontend.views.approvals.pending_count"),

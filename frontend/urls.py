@@ -18,6 +18,7 @@ from frontend.views import (
     runs,
     secrets,
     tool_policies,
+    triggers,
     variables,
 )
 
@@ -85,6 +86,30 @@ org_patterns = [
     path("approvals/", approvals.approval_list, name="approvals"),
     path("approvals/<uuid:approval_id>/decide/", runs.approval_decide,
          name="approvals-decide"),
+    path("triggers/", triggers.trigger_list, name="triggers"),
+    path("triggers/schedules/new/", triggers.schedule_create, name="triggers-schedules-new"),
+    path("triggers/schedules/<uuid:schedule_id>/edit/", triggers.schedule_edit,
+         name="triggers-schedules-edit"),
+    path("triggers/schedules/<uuid:schedule_id>/delete/", triggers.schedule_delete,
+         name="triggers-schedules-delete"),
+    path("triggers/inbound/new/", triggers.inbound_create, name="triggers-inbound-new"),
+    path("triggers/inbound/<uuid:webhook_id>/", triggers.inbound_detail,
+         name="triggers-inbound-detail"),
+    path("triggers/inbound/<uuid:webhook_id>/enabled/", triggers.inbound_enabled,
+         name="triggers-inbound-enabled"),
+    path("triggers/inbound/<uuid:webhook_id>/rotate/", triggers.inbound_rotate,
+         name="triggers-inbound-rotate"),
+    path("triggers/inbound/<uuid:webhook_id>/delete/", triggers.inbound_delete,
+         name="triggers-inbound-delete"),
+    path("triggers/outbound/new/", triggers.outbound_create, name="triggers-outbound-new"),
+    path("triggers/outbound/<uuid:webhook_id>/", triggers.outbound_detail,
+         name="triggers-outbound-detail"),
+    path("triggers/outbound/<uuid:webhook_id>/edit/", triggers.outbound_edit,
+         name="triggers-outbound-edit"),
+    path("triggers/outbound/<uuid:webhook_id>/rotate/", triggers.outbound_rotate,
+         name="triggers-outbound-rotate"),
+    path("triggers/outbound/<uuid:webhook_id>/delete/", triggers.outbound_delete,
+         name="triggers-outbound-delete"),
 ]
 
 urlpatterns = [
