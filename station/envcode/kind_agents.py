@@ -5,7 +5,12 @@ a bundle in git diffs like the prompts themselves. Applying creates or updates w
 through the agent services; it does **not** publish, unless the file says
 `metadata: {station: {publish: true}}`, in which case the agent is published after it is
 applied whenever its definition differs from its latest version. Export never writes
-`publish`, so promotions move working copies only; publishing stays a deliberate act.
+`publish`: a bundle carries working copies.
+
+Promotion is different: it carries *published versions*. Promoting staging to prod makes
+each agent's latest staging version the prod working copy and publishes it there (a new prod
+version, unless prod's latest already has that definition); agents never published in the
+source are reported, not promoted, and unpublished edits in the source stay behind.
 
 An agent whose provider or tools the target environment lacks is not created or changed: it
 is reported as a `missing` notice (add the provider, discover the MCP server's tools, then
@@ -38,6 +43,7 @@ class Wanted:
     definition: dict[str, Any]
     publish: bool = False
     published_hash: str | None = None  # an environment's state: its latest version's hash
+    published: dict[str, Any] | None = None  # and its latest version's definition
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,9 @@ class AgentsKind(Kind):
         wanted = {}
         for agent in Agent.objects.filter(environment=environment).order_by("name"):
             version = latest_version(agent)
-            wanted[agent.name] = Wanted(agent.definition(),
-                                        published_hash=version.content_hash if version else None)
+            wanted[agent.name] = Wanted(
+                agent.definition(), published_hash=version.content_hash if version else None,
+                published=version.definition if version else None)
         providers = frozenset(ModelProvider.objects.filter(environment=environment)
                               .values_list("name", flat=True))
         tools = frozenset(f"{server}/{tool}" for server, tool in Tool.objects.filter(
@@ -157,8 +164,14 @@ class AgentsKind(Kind):
         return changes
 
     def promote(self, source: AgentsState, target: AgentsState) -> list[Change]:
-        # Working copies travel; versions do not (publish in the target deliberately).
-        return self.diff(source, target, prune=False)
+        # Published versions travel (and are published in the target); drafts stay behind.
+        desired = {name: Wanted(wanted.published, publish=True)
+                   for name, wanted in source.agents.items() if wanted.published is not None}
+        never = [Change(self.name, name, "missing", note="never published in the source: "
+                                                           "publish it there to promote it")
+                 for name, wanted in sorted(source.agents.items())
+                 if wanted.published is None and name not in target.agents]
+        return never + self.diff(AgentsState(desired), target, prune=False)
 
     def apply(self, changes: list[Change], *, actor: Principal, environment: Environment) -> None:
         for change in changes:

@@ -40,7 +40,8 @@ from station.runs.mcp_pool import SessionPool, ToolCallFailed
 from station.runs.models import Run, RunStep, ToolApproval
 from station.tools.models import McpServer, Tool, ToolPolicy
 from station.tools.policies import policy_for
-from station.vault.services import redact
+from station.vault.models import Variable
+from station.vault.services import REFERENCE, redact
 from tenants import context
 from tenants.authz import Principal
 
@@ -214,6 +215,24 @@ class _Loop:
                                       tool.input_schema or {"type": "object"}))
         return specs, names
 
+    def _instructions(self) -> str:
+        """The system prompt with `${var:NAME}` replaced by the environment's variables.
+        `${secret:…}` is never resolved here: a secret must not be sent to a model."""
+        text = str(self.definition.get("instructions") or "")
+        names = {m.group(2) for m in REFERENCE.finditer(text) if m.group(1) == "var"}
+        if not names:
+            return text
+        with transaction.atomic():
+            values = dict(Variable.objects.filter(environment=self.run_row.environment,
+                                                  name__in=names).values_list("name", "value"))
+        missing = sorted(names - set(values))
+        if missing:
+            raise _Stop(Outcome(Run.FAILED, error="The instructions use variable"
+                                f"{'s' * (len(missing) > 1)} {', '.join(missing)}, missing in "
+                                f"{self.run_row.environment.slug}."))
+        return REFERENCE.sub(lambda m: values[m.group(2)] if m.group(1) == "var"
+                             else m.group(0), text)
+
     def _conversation(self, steps: list[RunStep]) -> list[Message]:
         data = self.run_row.input
         if isinstance(data, dict) and set(data) == {"message"} and isinstance(data["message"],
@@ -221,8 +240,7 @@ class _Loop:
             user = data["message"]
         else:
             user = json.dumps(data, ensure_ascii=False, sort_keys=True)
-        messages = [Message("system", str(self.definition.get("instructions") or "")),
-                    Message("user", user)]
+        messages = [Message("system", self._instructions()), Message("user", user)]
         for step in steps:
             if step.kind == RunStep.MODEL and step.output.get("message"):
                 messages.append(Message.from_json(step.output["message"]))

@@ -169,15 +169,26 @@ def test_invalid_files_name_the_entry_and_change_nothing(both, path, text, field
         assert not Agent.objects.exists() and AuditEvent.objects.count() == events
 
 
-def test_promotion_moves_working_copies_not_versions(both):
+def test_promotion_carries_published_versions_and_publishes_them_in_the_target(both):
     from station.agents import services as agents
 
     with both.scope():
         agent = _seed_staging()
-        agents.publish_agent(actor=SYSTEM, agent=agent)
+        version = agents.publish_agent(actor=SYSTEM, agent=agent)
+        # An edit after publishing is a draft: it stays in staging.
+        agents.update_agent(actor=SYSTEM, agent=agent, description="draft, not published")
         plan = services.promote(actor=SYSTEM, source=env("staging"), target=env("prod"))
-        assert ("agents", "clock-bot", "add") in {(c.kind, c.name, c.action)
-                                                  for c in plan.actionable}
+        actions = {(c.kind, c.name, c.action) for c in plan.changes}
+        assert ("agents", "clock-bot", "add") in actions
+        # `helper` was never published in staging: reported, not promoted.
+        assert ("agents", "helper", "missing") in actions
+        assert not Agent.objects.filter(environment=env("prod"), name="helper").exists()
         prod_agent = Agent.objects.get(environment=env("prod"), name="clock-bot")
-        assert prod_agent.definition() == Agent.objects.get(pk=agent.pk).definition()
-        assert prod_agent.latest_version == 0
+        assert prod_agent.definition() == version.definition
+        assert prod_agent.description != "draft, not published"
+        prod_version = AgentVersion.objects.get(agent=prod_agent)
+        assert prod_version.content_hash == version.content_hash
+        # Promoting again changes nothing.
+        again = services.promote(actor=SYSTEM, source=env("staging"), target=env("prod"))
+        assert not [c for c in again.actionable if c.kind == "agents"]
+        assert AgentVersion.objects.filter(agent=prod_agent).count() == 1

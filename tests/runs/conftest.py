@@ -81,13 +81,15 @@ class RunWorld:
 
     def agent(self, name: str, scenario: list[dict[str, Any]], *,
               tools: list[str] | None = None, input_schema: dict[str, Any] | None = None,
-              **limits: Any) -> Agent:
+              provider: str = "scripted", model: str = "scripted-1",
+              instructions: str = "You are a test agent.", **limits: Any) -> Agent:
         """An agent with one published version (written directly: publishing has its own
         tests in tests/agents)."""
         definition = {
-            "description": f"{name} (test)", "instructions": "You are a test agent.",
-            "provider": "scripted", "model": "scripted-1",
-            "parameters": {"scenario": scenario}, "allowed_tools": tools or [],
+            "description": f"{name} (test)", "instructions": instructions,
+            "provider": provider, "model": model,
+            "parameters": {"scenario": scenario} if scenario else {},
+            "allowed_tools": tools or [],
             "input_schema": input_schema or {}, "max_steps": limits.get("max_steps", 10),
             "max_tokens": limits.get("max_tokens", 100_000),
             "max_seconds": limits.get("max_seconds", 120)}
