@@ -1,9 +1,9 @@
 """Just-in-time provisioning: who an accepted SAML assertion logs in, and with which role.
 
 Accounts are keyed by (IdP entity id, NameID) in `SsoIdentity`. An email address is only a
-hint for the first login, and only when it is on a domain this org verified and the account
-it names belongs to no other organization: one org's IdP can never sign in a person who
-belongs to another org by asserting their email.
+hint for the first login, and only when it is on a domain this org verified, the account it
+names belongs to no other organization and has no other identity at this org's IdP. So one
+org's IdP can never sign in a person who belongs to another org by asserting their email.
 """
 
 from __future__ import annotations
@@ -84,6 +84,11 @@ def _find_or_link_user(connection: SamlConnection, assertion: SsoAssertion) -> t
         raise SsoRefused("account_in_another_organization",
                          "An account with this email belongs to another organization; this "
                          "organization's identity provider cannot sign it in.")
+    if SsoIdentity.objects.filter(user=user).exists():
+        # Already known to this org's IdP under another subject: an email never re-links.
+        raise SsoRefused("email_linked_to_another_subject",
+                         "This email already belongs to another identity at your identity "
+                         "provider.")
     return user, False
 
 
