@@ -7,3 +7,4 @@ from station.testing.pytest_plugin import (  # noqa: F401
     owner_cursor,
 )
 from tests.fixtures import *  # noqa: F403
+from tests.peers import everything  # noqa: F401  (a session fixture: real MCP server)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from station.vault.services import set_secret, set_variable
 from tenants.authz import Principal
 from tenants.models import Environment
 from tests.fixtures import SYSTEM, OrgFixture
+from tests.peers import _free_port
 
 WORKER = Principal.system("test worker")
 PYTHON = sys.executable
@@ -368,31 +368,6 @@ def test_discovery_through_a_real_worker_and_broker(
 
 
 # --- server-everything over stdio and streamable HTTP (Node) ----------------------------------
-
-
-@pytest.fixture(scope="module")
-def everything() -> Iterator[Path]:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js/npm not available: @modelcontextprotocol/server-everything "
-                    "cannot run here")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent",
-                            "@modelcontextprotocol/server-everything"], cwd=tmp, check=True,
-                           capture_output=True, timeout=180)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"could not install @modelcontextprotocol/server-everything from npm: "
-                        f"{exc}")
-        entry = Path(tmp) / "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-        if not entry.exists():
-            pytest.skip(f"server-everything installed without {entry.name}")
-        yield entry
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.slow
