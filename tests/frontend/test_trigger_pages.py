@@ -227,12 +227,7 @@ def test_last_run_links_to_the_run_and_last_error_is_shown(login, org_a, agent) 
             last_run_at=timezone.now(), last_run_id=run_id,
             last_error="The agent has no published version.")
     page = text(login(org_a.owner).get(url("triggers", org_a) + "?env=staging"))
-    try:
-        run_url = reverse("console:runs-detail", args=[org_a.org.slug, run_id])
-    except Exception:  # the runs pages are not in this build
-        run_url = None
-    if run_url:
-        assert f'href="{run_url}" class="last-run"' in page
+    assert f'href="{url("runs-detail", org_a, run_id)}" class="last-run"' in page
     assert "last tick failed" in page and "The agent has no published version." in page
 
 
@@ -496,17 +491,14 @@ def test_trigger_routes_with_ids_are_covered() -> None:
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_other_orgs_trigger_ids_are_404(login, org_a, org_b, method: str) -> None:
     seeded = seed_org(org_b)
-    objects = {
-        "schedule_id": seeded.objects[Schedule][0].pk,
-        "webhook_id": None,  # per route below
-    }
+    schedule = seeded.objects[Schedule][0].pk
     inbound = seeded.objects[InboundWebhook][0].pk
     outbound = seeded.objects[OutboundWebhook][0].pk
     client = login(org_a.owner)
     for name in TRIGGER_ROUTES:
         converters = dict(ORG_ROUTES)[name].pattern.converters
         (kwarg,) = converters
-        value = (objects["schedule_id"] if kwarg == "schedule_id"
+        value = (schedule if kwarg == "schedule_id"
                  else inbound if "-inbound-" in name else outbound)
         response = getattr(client, method)(
             reverse(f"console:{name}", kwargs={"org_slug": org_a.org.slug, kwarg: value}))
@@ -520,8 +512,18 @@ def test_other_orgs_trigger_ids_are_404(login, org_a, org_b, method: str) -> Non
     for env in ("dev", "staging", "prod", "qa"):
         page = text(client.get(url("triggers", org_a) + f"?env={env}"))
         assert str(inbound) not in page and str(outbound) not in page
-        assert str(objects["schedule_id"]) not in page
+        assert str(schedule) not in page
     # The agent filter does not reach into another org either.
     agent_b = seeded.objects[Agent][0]
     page = text(client.get(url("triggers", org_a) + f"?env=dev&agent={agent_b.pk}"))
     assert "Triggers of" not in page
+    # Nor can a form name another org's agent.
+    for name, data in (("triggers-schedules-new", {"cron": "0 9 * * *", "timezone": "UTC"}),
+                       ("triggers-inbound-new", {}),
+                       ("triggers-outbound-new", {"url": "https://x.example/",
+                                                  "events": ["run.failed"]})):
+        refused = client.post(url(name, org_a) + "?env=dev", {"agent": str(agent_b.pk), **data})
+        assert field_error(text(refused), "Select a valid choice."), name
+    with org_a.scope():
+        assert not (Schedule.objects.exists() or InboundWebhook.objects.exists()
+                    or OutboundWebhook.objects.exists())
