@@ -14,6 +14,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.runs_bench import RunsPlan
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,14 @@ QUICK = Plan(api_envs_per_org=50, api_rounds=1, api_seconds=0.25, api_warmup=5,
              rls_seconds=0.5)
 
 
+# Figures 3 and 4 (run engine): bursts, one-at-a-time samples and tool calls per side.
+FULL_RUNS = RunsPlan(rounds=3, raw_tasks=400, runs=60, latency_samples=100, tool_rounds=6,
+                     tool_calls=150)
+QUICK_RUNS = RunsPlan(rounds=1, raw_tasks=40, runs=6, latency_samples=4, tool_rounds=2,
+                      tool_calls=15)
+RUNS_BUDGET = {True: 120.0, False: 600.0}  # seconds for figure 3, quick / full
+
+
 def _environment() -> None:
     """Before Django reads settings: own data dir, app role, no debug, benchmark settings."""
     os.environ.setdefault("STATION_DATA_DIR", str(REPO / "var" / "bench"))
@@ -60,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke run for CI: tiny data, short timings, RESULTS.md untouched")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    runs_plan = QUICK_RUNS if args.quick else FULL_RUNS
     began = time.monotonic()
 
     _environment()
@@ -79,15 +90,17 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         db.create_database()
         try:
-            return _measure(plan, quick=args.quick, embedded=server.embedded, began=began)
+            return _measure(plan, runs_plan, quick=args.quick, embedded=server.embedded,
+                            began=began)
         finally:
             db.drop_database()
     finally:
         db.stop_server(server)
 
 
-def _measure(plan: Plan, *, quick: bool, embedded: bool, began: float) -> int:
-    from benchmarks import api_bench, db, report, rls_bench
+def _measure(plan: Plan, runs_plan: RunsPlan, *, quick: bool, embedded: bool,
+             began: float) -> int:
+    from benchmarks import api_bench, db, report, rls_bench, runs_bench
 
     step = time.monotonic()
     db.migrate()
@@ -105,14 +118,18 @@ def _measure(plan: Plan, *, quick: bool, embedded: bool, began: float) -> int:
     rls = rls_bench.run(rls_seed, warmup=plan.rls_warmup, iterations=plan.rls_iterations,
                         seconds=plan.rls_seconds)
     print(f"benchmarks: figure 2 in {time.monotonic() - step:.1f} s", flush=True)
+    step = time.monotonic()
+    runs = runs_bench.run(runs_plan, budget=RUNS_BUDGET[quick])
+    print(f"benchmarks: figures 3 and 4 in {time.monotonic() - step:.1f} s", flush=True)
 
     print()
     print(report.console(machine, api, rls))
+    print(runs_bench.console(runs))
     if quick:
         print("\n(quick mode: RESULTS.md not written)")
         return 0
     path = report.write(report.markdown(
-        machine, api, api_seed, rls, rls_seed, api_rounds=plan.api_rounds,
+        machine, api, api_seed, rls, rls_seed, runs, api_rounds=plan.api_rounds,
         api_seconds=plan.api_seconds,
         elapsed=time.monotonic() - began,
     ))
