@@ -342,11 +342,14 @@ def celery_worker(celery_broker: str, committed_db: None) -> Iterator[Any]:
 
     from station.celery import app
 
-    app.conf.update(broker_url=celery_broker, result_backend=celery_broker,
-                    task_always_eager=False)
+    from station.testing.celery import point_celery_at
+
+    saved = app.conf.broker_url, app.conf.result_backend
+    # Drops the cached backend too: an earlier send in this process may have cached none.
+    point_celery_at(app, celery_broker, celery_broker)
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
         yield w
-    app.conf.update(result_backend=None)
+    point_celery_at(app, *saved)
 
 
 def test_discovery_through_a_real_worker_and_broker(
