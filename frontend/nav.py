@@ -46,6 +46,7 @@ NAV: list[NavItem] = [
     NavItem("Members", "members", "members.read", group="Access"),
     NavItem("Roles", "roles", "roles.read", group="Access"),
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),
+    NavItem("Single sign-on", "sso", "org.manage", group="Access"),
     NavItem("Audit log", "audit", "audit.read", group="Governance"),
 ]
 

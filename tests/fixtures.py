@@ -64,6 +64,15 @@ class OrgFixture:
             return ApiKey.objects.select_related("organization").get(key_id=parsed[0])
 
 
+@pytest.fixture(autouse=True)
+def reset_dns_resolver() -> Any:
+    """Tests that verify domains install a static DNS resolver; none outlives its test."""
+    yield
+    from station.identity import dns
+
+    dns.use_resolver(None)
+
+
 @pytest.fixture
 def fast_password_hashing(settings: Any) -> None:
     """Fixture accounts get random passwords; PBKDF2's deliberate cost buys nothing here."""
@@ -125,8 +134,8 @@ class SeededOrg:
 def seed_org(fx: OrgFixture) -> SeededOrg:
     """One environment, member, environment role, API key, secret, variable, MCP server, tool,
     model provider, agent with a published version, tool policy, schedule, inbound and outbound
-    webhooks, a webhook delivery, a run held on a tool call (with a step and the approval) and
-    audit events in `fx`'s org."""
+    webhooks, a webhook delivery, a run held on a tool call (with a step and the approval), a
+    verified domain, an IdP group mapping, a SAML connection and audit events in `fx`'s org."""
     from audit.models import AuditEvent
     from station.agents import services as agents
     from station.agents.models import Agent, AgentVersion
@@ -191,6 +200,20 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
         ActiveRun.objects.filter(run_id=run.pk).update(status=Run.WAITING_APPROVAL)
         ToolApproval.objects.create(run=run, environment=env, tool_call_id="call-1",
                                     tool_server="clock", tool_name="get_current_time")
+        # Direct rows: a verified domain (verification needs DNS; tests/identity covers it),
+        # a group mapping and a SAML connection.
+        from django.utils import timezone
+
+        from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
+
+        VerifiedDomain.objects.create(organization=fx.org, domain=f"{slug}.example",
+                                      token=f"token-{slug}", verified_at=timezone.now())
+        GroupRoleMapping.objects.create(organization=fx.org, group=f"{slug}-eng",
+                                        role="developer")
+        SamlConnection.objects.create(organization=fx.org,
+                                      idp_entity_id=f"https://idp.{slug}.example",
+                                      idp_sso_url=f"https://idp.{slug}.example/sso",
+                                      idp_x509cert="seeded")
         # Direct row: deliveries are made by finished runs (tests/triggers cover that path).
         WebhookDelivery.objects.create(webhook=outbound, event="run.succeeded",
                                        payload={"event": "run.succeeded"})
@@ -199,7 +222,7 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
             for model in (Environment, Membership, ApiKey, Secret, Variable, McpServer, Tool,
                           ModelProvider, Agent, AgentVersion, ToolPolicy, Schedule,
                           InboundWebhook, OutboundWebhook, WebhookDelivery, Run, RunStep,
-                          ToolApproval, AuditEvent)
+                          ToolApproval, VerifiedDomain, GroupRoleMapping, AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 from audit.api import AuditEventViewSet
 from station.agents.api import AgentVersionViewSet, AgentViewSet
 from station.envcode.api import EnvironmentBundleViewSet
+from station.identity.api import GroupMappingViewSet, SamlConfigView, VerifiedDomainViewSet
 from station.providers.api import ProviderViewSet
 from station.runs.api import RunViewSet, ToolApprovalViewSet
 from station.tools.api import McpServerViewSet, ToolViewSet
@@ -45,10 +46,13 @@ router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhookd
 router.register("tool-policies", ToolPolicyViewSet, basename="toolpolicy")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("agent-versions", AgentVersionViewSet, basename="agentversion")
+router.register("sso/domains", VerifiedDomainViewSet, basename="verifieddomain")
+router.register("sso/group-mappings", GroupMappingViewSet, basename="groupmapping")
 
 urlpatterns = [
     path("me", MeView.as_view(), name="me"),
     path("organization", OrganizationView.as_view(), name="organization"),
     path("vault/rotate-data-key", DataKeyRotationView.as_view(), name="vault-rotate-data-key"),
+    path("sso/saml", SamlConfigView.as_view(), name="sso-saml"),
     *router.urls,
 ]

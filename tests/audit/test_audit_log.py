@@ -16,6 +16,7 @@ from audit import chain
 from audit.models import AuditEvent
 from audit.selectors import verify_current_org
 from station.agents import services as agents
+from station.identity import services as identity
 from station.providers import services as providers
 from station.providers.models import ModelProvider
 from station.runs import services as runs
@@ -147,6 +148,18 @@ OPERATIONS = [
               "/api/v1/outbound-webhooks/{pk}/rotate-secret", None, "outbound_webhook"),
     Operation("webhook.deleted", "delete", "/api/v1/outbound-webhooks/{pk}", None,
               "outbound_webhook"),
+    Operation("identity.saml_configured", "put", "/api/v1/sso/saml", {"enforce_sso": True},
+              setup=lambda org: _saml_connection(org)),
+    Operation("identity.saml_removed", "delete", "/api/v1/sso/saml", None,
+              setup=lambda org: _saml_connection(org)),
+    Operation("identity.domain_added", "post", "/api/v1/sso/domains", {"domain": "new.example"}),
+    Operation("identity.domain_verified", "post", "/api/v1/sso/domains/{pk}/verify", None,
+              "domain", setup=lambda org: _publish_domain_token(org)),
+    Operation("identity.domain_removed", "delete", "/api/v1/sso/domains/{pk}", None, "domain"),
+    Operation("identity.group_mapping_set", "post", "/api/v1/sso/group-mappings",
+              {"group": "engineering", "role": "developer"}),
+    Operation("identity.group_mapping_deleted", "delete", "/api/v1/sso/group-mappings/{pk}",
+              None, "group_mapping"),
 ]
 # POSTs that change nothing, so write no event.
 READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
@@ -154,6 +167,24 @@ READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
 # (mcp_server.discovered, secret.revealed), the request itself changes nothing.
 QUEUES_WORK = {("post", "/api/v1/mcp-servers/{pk}/discover"),
                ("post", "/api/v1/mcp-servers/{pk}/health-check")}
+
+
+def _saml_connection(org: OrgFixture) -> None:
+    from station.identity.models import SamlConnection
+
+    with org.scope():
+        SamlConnection.objects.create(organization=org.org, idp_entity_id="https://idp.example",
+                                      idp_sso_url="https://idp.example/sso", idp_x509cert="x")
+
+
+def _publish_domain_token(org: OrgFixture) -> None:
+    """The DNS answer the verify call looks for (the resolver is reset after each test)."""
+    from station.identity import dns
+    from station.identity.models import VerifiedDomain
+
+    with org.scope():
+        row = VerifiedDomain.objects.get(domain="acme-corp.example")
+    dns.use_resolver(dns.StaticResolver({row.domain: [row.txt_value]}))
 
 
 def _set_variable(org: OrgFixture, env_slug: str, name: str) -> None:
@@ -198,7 +229,11 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
         run, _ = runs.start_run(actor=SYSTEM, agent=run_agent, input={})
         held_run, _ = runs.start_run(actor=SYSTEM, agent=run_agent, input={})
         approval = _hold(held_run)
-    return {"run_agent": run_agent.pk, "run": run.pk, "held_run": held_run.pk,
+        domain = identity.add_domain(actor=SYSTEM, org=org.org, domain="acme-corp.example")
+        group_mapping = identity.set_group_mapping(actor=SYSTEM, org=org.org, group="ops",
+                                                   role="operator")
+    return {"domain": domain.pk, "group_mapping": group_mapping.pk,
+            "run_agent": run_agent.pk, "run": run.pk, "held_run": held_run.pk,
             "approval": approval.pk,
             "environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
             "variable": variable.pk, "mcp_server": server.pk, "tool": tool.pk,

@@ -15,6 +15,7 @@ from station.identity import dns, services
 from station.identity.acs import SESSION_KEY
 from station.identity.models import SamlConnection, VerifiedDomain
 from tests.fixtures import SYSTEM, OrgFixture
+from tests.frontend.conftest import login  # noqa: F401 (the console pages' signed-in client)
 from tests.identity.idp import Assertion, KeyPair, encode, make_keypair, sign
 
 IDP_ENTITY = "https://idp.acme.example/saml"

@@ -1,0 +1,173 @@
+"""Console pages for single sign-on: SAML setup (with the SP values the IdP needs), verified
+domains (add, verify by DNS, remove) and IdP group → role mappings. All need `org.manage`."""
+
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+
+from frontend.access import OrgRequest, org_view
+from frontend.forms import add_service_error
+from station.core.errors import StationError
+from station.identity import saml, services
+from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
+from tenants.permissions import ROLES
+
+ROLE_CHOICES = [(r, r) for r in ROLES if r != "owner"]
+
+
+class SamlForm(forms.Form):
+    metadata_xml = forms.CharField(
+        required=False, label="IdP metadata XML",
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="Paste the metadata your IdP gives you, or fill in the three fields below.")
+    entity_id = forms.CharField(required=False, max_length=1000, label="IdP entity id")
+    sso_url = forms.CharField(required=False, max_length=2000, label="IdP single sign-on URL",
+                              help_text="https://, HTTP-Redirect binding.")
+    x509cert = forms.CharField(
+        required=False, label="IdP signing certificate (PEM)",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}))
+    enabled = forms.BooleanField(required=False, initial=True)
+    enforce_sso = forms.BooleanField(
+        required=False, label="Enforce SSO",
+        help_text="Members cannot sign in with a password; owners keep an audited "
+                  "break-glass sign-in.")
+    allow_idp_initiated = forms.BooleanField(
+        required=False, label="Allow IdP-initiated sign-in",
+        help_text="Off is safer: only responses to sign-ins started in Station are accepted.")
+    group_attribute = forms.CharField(required=False, max_length=500, initial="groups",
+                                      help_text="The SAML attribute that lists the groups.")
+    default_role = forms.ChoiceField(
+        required=False, choices=[("", "— refuse sign-in —"), *ROLE_CHOICES], initial="viewer",
+        help_text="Role for people none of whose groups is mapped.")
+
+
+@never_cache
+@org_view("org.manage")
+def sso_setup(request: OrgRequest) -> HttpResponse:
+    connection = SamlConnection.objects.first()
+    initial = {name: getattr(connection, name) for name in (
+        "enabled", "enforce_sso", "allow_idp_initiated", "group_attribute", "default_role")
+    } if connection else None
+    form = SamlForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.configure_saml(actor=request.principal, org=request.org,
+                                    **form.cleaned_data)
+        except StationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, "Single sign-on settings saved.")
+            return redirect("console:sso", org_slug=request.org.slug)
+    return render(request, "console/sso/setup.html", {
+        "form": form, "connection": connection, "sp": saml.sp_values(request.org.slug),
+        "domains": VerifiedDomain.objects.all(),
+    })
+
+
+@org_view("org.manage")
+def sso_remove(request: OrgRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            services.remove_saml(actor=request.principal, org=request.org)
+        except StationError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, "The SAML identity provider was removed.")
+        return redirect("console:sso", org_slug=request.org.slug)
+    return render(request, "console/confirm.html", {
+        "title": "Remove the SAML identity provider?",
+        "body": "Nobody can sign in through it any more; SSO enforcement stops with it.",
+        "confirm_label": "Remove", "danger": True, "cancel_url": "console:sso",
+    })
+
+
+class DomainForm(forms.Form):
+    domain = forms.CharField(max_length=253, help_text="e.g. example.com")
+
+
+@never_cache
+@org_view("org.manage")
+def domain_list(request: OrgRequest) -> HttpResponse:
+    form = DomainForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            row = services.add_domain(actor=request.principal, org=request.org,
+                                      domain=form.cleaned_data["domain"])
+        except StationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"Publish the TXT record for {row.domain}, then verify.")
+            return redirect("console:sso-domains", org_slug=request.org.slug)
+    return render(request, "console/sso/domains.html", {
+        "form": form, "domains": VerifiedDomain.objects.all()})
+
+
+@org_view("org.manage")
+def domain_verify(request: OrgRequest, domain_id: uuid.UUID) -> HttpResponse:
+    row = get_object_or_404(VerifiedDomain, pk=domain_id)
+    if request.method == "POST":
+        try:
+            services.verify_domain(actor=request.principal, domain=row)
+        except StationError as exc:
+            reasons = [m for ms in (exc.errors or {}).values() for m in ms]
+            messages.error(request, " ".join(reasons) or exc.detail)
+        else:
+            messages.success(request, f"{row.domain} is verified.")
+    return redirect("console:sso-domains", org_slug=request.org.slug)
+
+
+@org_view("org.manage")
+def domain_delete(request: OrgRequest, domain_id: uuid.UUID) -> HttpResponse:
+    row = get_object_or_404(VerifiedDomain, pk=domain_id)
+    if request.method == "POST":
+        services.remove_domain(actor=request.principal, domain=row)
+        messages.success(request, f"{row.domain} removed.")
+        return redirect("console:sso-domains", org_slug=request.org.slug)
+    return render(request, "console/confirm.html", {
+        "title": f"Remove {row.domain}?",
+        "body": "Sign-ins with this email domain are no longer sent to your identity provider.",
+        "confirm_label": "Remove", "danger": True, "cancel_url": "console:sso-domains",
+    })
+
+
+class GroupMappingForm(forms.Form):
+    group = forms.CharField(max_length=500, help_text="As your IdP sends it.")
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+@never_cache
+@org_view("org.manage")
+def group_list(request: OrgRequest) -> HttpResponse:
+    form = GroupMappingForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.set_group_mapping(actor=request.principal, org=request.org,
+                                       **form.cleaned_data)
+        except StationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, "Group mapping saved; it applies at each member's next "
+                                      "sign-in.")
+            return redirect("console:sso-groups", org_slug=request.org.slug)
+    return render(request, "console/sso/groups.html", {
+        "form": form, "mappings": GroupRoleMapping.objects.all()})
+
+
+@org_view("org.manage")
+def group_delete(request: OrgRequest, mapping_id: uuid.UUID) -> HttpResponse:
+    mapping = get_object_or_404(GroupRoleMapping, pk=mapping_id)
+    if request.method == "POST":
+        services.delete_group_mapping(actor=request.principal, mapping=mapping)
+        messages.success(request, f"Mapping of {mapping.group} removed.")
+        return redirect("console:sso-groups", org_slug=request.org.slug)
+    return render(request, "console/confirm.html", {
+        "title": f"Remove the mapping of {mapping.group}?",
+        "body": "Members of this group get the default role at their next sign-in.",
+        "confirm_label": "Remove", "danger": True, "cancel_url": "console:sso-groups",
+    })
