@@ -417,9 +417,9 @@ def curl_example(url: str, secret: str, body: str) -> str:
     ])
 
 
-VERIFY_EXAMPLE = """import hashlib, hmac, os, time
+VERIFY_EXAMPLE = """import hashlib, hmac, time
 
-SECRET = os.environ["STATION_WEBHOOK_SECRET"]  # the whsec_… secret above
+SECRET = "whsec_…"  # the secret above; keep it in your own secret store
 
 def verify(headers, body: bytes) -> bool:
     ts = headers["Station-Timestamp"]
