@@ -27,9 +27,8 @@ from station.agents import dotprompt, selectors, services
 from station.agents.models import Agent, AgentVersion
 from station.agents.validation import LIMITS
 from station.api.pagination import StationCursorPagination
-from station.api.viewsets import OrgScopedViewSet
+from station.api.viewsets import EnvironmentScopedViewSet, validated
 from station.core.errors import InvalidInput, NotFound
-from tenants.authz import Principal, has_permission
 from tenants.models import Environment
 
 # --- serializers ------------------------------------------------------------------------------
@@ -120,12 +119,6 @@ class AgentVersionSerializer(serializers.ModelSerializer[AgentVersion]):
         read_only_fields = fields
 
 
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 # --- shared ---------------------------------------------------------------------------------
 
 
@@ -135,14 +128,6 @@ AGENT_PARAM = OpenApiParameter("agent", uuid.UUID, description="Only versions of
 VERSION_PARAM = OpenApiParameter("version", int,
                                  description="Export this published version (default: the "
                                              "working copy)")
-
-
-def agent_environments(principal: Principal, org_id: uuid.UUID) -> list[Environment]:
-    """Environments where the principal may see agents (bound keys see their own; a member
-    narrowed to a role without agents.* does not see that environment's agents)."""
-    return [env for env in Environment.objects.order_by("created_at")
-            if any(has_permission(principal, p, org_id, env)
-                   for p in ("agents.read", "agents.write"))]
 
 
 class NamePagination(StationCursorPagination):
@@ -157,16 +142,8 @@ class PublishedPagination(StationCursorPagination):
     ordering = ("-published_at", "-id")
 
 
-class _AgentsViewSet(OrgScopedViewSet):
-    def environments(self) -> list[Environment]:
-        return agent_environments(self.principal, self.org.pk)
-
-    def environment_from_slug(self, slug: str) -> Environment:
-        env = next((e for e in self.environments() if e.slug == slug), None)
-        if env is None:
-            raise InvalidInput.field("environment", f"No environment {slug!r} in this "
-                                                    "organization.")
-        return env
+class _AgentsViewSet(EnvironmentScopedViewSet):
+    environment_permissions = ("agents.read", "agents.write")
 
 
 def _download(text: str, filename: str) -> HttpResponse:
@@ -217,14 +194,11 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _AgentsView
     }
 
     def scoped_queryset(self) -> QuerySet[Agent]:
-        qs = Agent.objects.select_related("environment")
-        if self.action == "list" and (slug := self.request.query_params.get("environment")):
-            return qs.filter(environment=self.environment_from_slug(slug))
-        return qs.filter(environment__in=self.environments())
+        return self.in_environments(Agent.objects.select_related("environment"))
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(AgentCreateSerializer, request.data)
+            data = validated(AgentCreateSerializer, request.data)
             env = self.environment_from_slug(data.pop("environment"))
             agent = services.create_agent(actor=self.principal, environment=env,
                                           name=data.pop("name"), **data)
@@ -234,7 +208,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _AgentsView
 
     def partial_update(self, request: Request, pk: str) -> Response:
         agent = self.get_object()
-        data = _validated(AgentUpdateSerializer, request.data)
+        data = validated(AgentUpdateSerializer, request.data)
         agent = services.update_agent(actor=self.principal, agent=agent, **data)
         return Response(AgentSerializer(agent).data)
 
@@ -245,7 +219,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _AgentsView
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, pk: str) -> Response:
         agent = self.get_object()
-        data = _validated(PublishSerializer, request.data)
+        data = validated(PublishSerializer, request.data)
         version = services.publish_agent(actor=self.principal, agent=agent,
                                          note=data.get("note", ""))
         return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -278,7 +252,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _AgentsView
     @action(detail=False, methods=["post"], url_path="import")
     def import_dotprompt(self, request: Request) -> Response:
         def _import() -> Response:
-            data = _validated(ImportSerializer, request.data)
+            data = validated(ImportSerializer, request.data)
             env = self.environment_from_slug(data["environment"])
             agent, created = services.import_agent(actor=self.principal, environment=env,
                                                    text=data["dotprompt"],

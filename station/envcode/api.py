@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from station.api.viewsets import OrgScopedViewSet
+from station.api.viewsets import OrgScopedViewSet, validated
 from station.core.errors import InvalidInput
 from station.envcode import services
 from tenants.models import Environment
@@ -73,12 +73,6 @@ class BundlePlanSerializer(serializers.Serializer[Any]):
                                      help_text="Notices: secrets to set by hand in the target")
 
 
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 class EnvironmentBundleViewSet(OrgScopedViewSet):
     model = Environment
     permission_map = {
@@ -104,7 +98,7 @@ class EnvironmentBundleViewSet(OrgScopedViewSet):
     @action(detail=True, methods=["post"], url_path="bundle/diff")
     def bundle_diff(self, request: Request, pk: str) -> Response:
         env = self.get_object()
-        data = _validated(BundleApplySerializer, request.data)
+        data = validated(BundleApplySerializer, request.data)
         plan = services.apply_bundle(actor=self.principal, environment=env, files=data["files"],
                                      prune=data["prune"], dry_run=True)
         return Response(plan.as_dict())
@@ -117,7 +111,7 @@ class EnvironmentBundleViewSet(OrgScopedViewSet):
     @action(detail=True, methods=["post"], url_path="bundle/apply")
     def bundle_apply(self, request: Request, pk: str) -> Response:
         env = self.get_object()
-        data = _validated(BundleApplySerializer, request.data)
+        data = validated(BundleApplySerializer, request.data)
         plan = services.apply_bundle(actor=self.principal, environment=env, files=data["files"],
                                      prune=data["prune"])
         return Response(plan.as_dict())
@@ -127,7 +121,7 @@ class EnvironmentBundleViewSet(OrgScopedViewSet):
     @action(detail=True, methods=["post"], url_path="promotion")
     def promotion(self, request: Request, pk: str) -> Response:
         target = self.get_object()
-        data = _validated(PromotionSerializer, request.data)
+        data = validated(PromotionSerializer, request.data)
         source = self.get_queryset().filter(slug=data["source"]).first()
         if source is None:
             raise InvalidInput.field("source", f"No environment {data['source']!r} in this "

@@ -6,7 +6,6 @@ connection by `name` within their environment.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import QuerySet
@@ -16,11 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from station.api.pagination import StationCursorPagination
-from station.api.viewsets import OrgScopedViewSet
-from station.core.errors import InvalidInput
+from station.api.viewsets import EnvironmentScopedViewSet, validated
 from station.providers import services
 from station.providers.models import ModelProvider
-from tenants.authz import Principal, has_permission
 from tenants.models import Environment
 
 API_KEY_HELP = ("A reference to a vault secret of the same environment, ${secret:NAME}, or "
@@ -69,20 +66,6 @@ class ProviderUpdateSerializer(_ConfigSerializer):
     kind = serializers.ChoiceField(choices=ModelProvider.KINDS, required=False)
 
 
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def visible_environments(principal: Principal, org_id: uuid.UUID) -> list[Environment]:
-    """Environments where the principal may see connections (agents.read or agents.write
-    there: a member narrowed to a role without them does not see that environment's)."""
-    return [env for env in Environment.objects.order_by("created_at")
-            if any(has_permission(principal, p, org_id, env)
-                   for p in ("agents.read", "agents.write"))]
-
-
 class NamePagination(StationCursorPagination):
     ordering = ("name", "id")
 
@@ -101,7 +84,8 @@ class NamePagination(StationCursorPagination):
     destroy=extend_schema(responses={204: None},
                           summary="Remove a connection (409 while agents use it)"),
 )
-class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                       EnvironmentScopedViewSet):
     model = ModelProvider
     serializer_class = ProviderSerializer
     pagination_class = NamePagination
@@ -111,25 +95,14 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         "partial_update": "agents.write", "destroy": "agents.write",
     }
 
-    def environments(self) -> list[Environment]:
-        return visible_environments(self.principal, self.org.pk)
-
-    def environment_from_slug(self, slug: str) -> Environment:
-        env = next((e for e in self.environments() if e.slug == slug), None)
-        if env is None:
-            raise InvalidInput.field("environment", f"No environment {slug!r} in this "
-                                                    "organization.")
-        return env
+    environment_permissions = ("agents.read", "agents.write")
 
     def scoped_queryset(self) -> QuerySet[ModelProvider]:
-        qs = ModelProvider.objects.select_related("environment")
-        if self.action == "list" and (slug := self.request.query_params.get("environment")):
-            return qs.filter(environment=self.environment_from_slug(slug))
-        return qs.filter(environment__in=self.environments())
+        return self.in_environments(ModelProvider.objects.select_related("environment"))
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(ProviderCreateSerializer, request.data)
+            data = validated(ProviderCreateSerializer, request.data)
             env = self.environment_from_slug(data.pop("environment"))
             provider = services.create_provider(actor=self.principal, environment=env,
                                                 name=data.pop("name"), kind=data.pop("kind"),
@@ -140,7 +113,7 @@ class ProviderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
 
     def partial_update(self, request: Request, pk: str) -> Response:
         provider = self.get_object()
-        data = _validated(ProviderUpdateSerializer, request.data)
+        data = validated(ProviderUpdateSerializer, request.data)
         provider = services.update_provider(actor=self.principal, provider=provider, **data)
         return Response(ProviderSerializer(provider).data)
 

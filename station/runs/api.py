@@ -21,12 +21,10 @@ from rest_framework.response import Response
 from station.agents.models import Agent
 from station.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from station.api.pagination import StationCursorPagination
-from station.api.viewsets import OrgScopedViewSet
+from station.api.viewsets import EnvironmentScopedViewSet
 from station.core.errors import InvalidInput
 from station.runs import services
 from station.runs.models import Run, RunStep, ToolApproval
-from tenants.authz import Principal, has_permission
-from tenants.models import Environment
 
 # --- serializers -------------------------------------------------------------------------------
 
@@ -94,21 +92,9 @@ class DecisionSerializer(serializers.Serializer[Any]):
 # --- shared --------------------------------------------------------------------------------------
 
 
-def visible_environments(principal: Principal, org_id: uuid.UUID,
-                         also: str | None = None) -> list[Environment]:
-    """Environments whose runs the principal may see: with runs.read, or with the permission
-    of the action at hand (a key scoped to runs.cancel alone can still cancel)."""
-    wanted = ("runs.read", also) if also else ("runs.read",)
-    return [env for env in Environment.objects.order_by("created_at")
-            if any(has_permission(principal, p, org_id, env) for p in wanted)]
-
-
-class _RunsViewSet(OrgScopedViewSet):
+class _RunsViewSet(EnvironmentScopedViewSet):
     pagination_class = StationCursorPagination
-
-    def environments(self) -> list[Environment]:
-        return visible_environments(self.principal, self.org.pk,
-                                    self.permission_map.get(self.action or ""))
+    environment_permissions = ("runs.read",)
 
     def _choice(self, name: str, value: str, choices: Any) -> str:
         allowed = [c for c, _ in choices]
@@ -158,11 +144,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RunsViewSet)
             return qs
         params = self.request.query_params
         if slug := params.get("environment"):
-            env = next((e for e in self.environments() if e.slug == slug), None)
-            if env is None:
-                raise InvalidInput.field("environment", f"No environment {slug!r} in this "
-                                                        "organization.")
-            qs = qs.filter(environment=env)
+            qs = qs.filter(environment=self.environment_from_slug(slug))
         if agent := params.get("agent"):
             try:
                 uuid.UUID(agent)

@@ -18,11 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from station.api.pagination import StationCursorPagination
-from station.api.viewsets import OrgScopedViewSet
+from station.api.viewsets import EnvironmentScopedViewSet, validated
 from station.core.errors import InvalidInput
 from station.tools import services, tasks
 from station.tools.models import McpServer, Tool
-from tenants.authz import Principal, has_permission
 from tenants.models import Environment
 
 # --- serializers ------------------------------------------------------------------------------
@@ -104,12 +103,6 @@ class QueuedSerializer(serializers.Serializer[Any]):
     server = serializers.UUIDField()
 
 
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 # --- shared --------------------------------------------------------------------------------------
 
 
@@ -120,30 +113,13 @@ STATUS_PARAM = OpenApiParameter("status", str, enum=[s for s, _ in Tool.STATUSES
                                 description="Only tools in this status")
 
 
-def visible_environments(principal: Principal, org_id: uuid.UUID) -> list[Environment]:
-    """Environments where the principal may see MCP servers: an environment-bound key sees its
-    own; a member narrowed in one environment to a role without tools.* does not see it."""
-    return [env for env in Environment.objects.order_by("created_at")
-            if any(has_permission(principal, p, org_id, env)
-                   for p in ("tools.read", "tools.manage"))]
-
-
 class NamePagination(StationCursorPagination):
     ordering = ("name", "id")
 
 
-class _ToolsViewSet(OrgScopedViewSet):
+class _ToolsViewSet(EnvironmentScopedViewSet):
     pagination_class = NamePagination
-
-    def environments(self) -> list[Environment]:
-        return visible_environments(self.principal, self.org.pk)
-
-    def environment_from_slug(self, slug: str) -> Environment:
-        env = next((e for e in self.environments() if e.slug == slug), None)
-        if env is None:
-            raise InvalidInput.field("environment", f"No environment {slug!r} in this "
-                                                    "organization.")
-        return env
+    environment_permissions = ("tools.read", "tools.manage")
 
 
 # --- MCP servers -------------------------------------------------------------------------------
@@ -177,14 +153,11 @@ class McpServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _ToolsV
     }
 
     def scoped_queryset(self) -> QuerySet[McpServer]:
-        qs = McpServer.objects.select_related("environment")
-        if self.action == "list" and (slug := self.request.query_params.get("environment")):
-            return qs.filter(environment=self.environment_from_slug(slug))
-        return qs.filter(environment__in=self.environments())
+        return self.in_environments(McpServer.objects.select_related("environment"))
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(McpServerCreateSerializer, request.data)
+            data = validated(McpServerCreateSerializer, request.data)
             env = self.environment_from_slug(data.pop("environment"))
             server = services.create_mcp_server(actor=self.principal, environment=env,
                                                 name=data.pop("name"), **data)
@@ -194,7 +167,7 @@ class McpServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _ToolsV
 
     def partial_update(self, request: Request, pk: str) -> Response:
         server = self.get_object()
-        data = _validated(McpServerUpdateSerializer, request.data)
+        data = validated(McpServerUpdateSerializer, request.data)
         server = services.update_mcp_server(actor=self.principal, server=server, **data)
         return Response(McpServerSerializer(server).data)
 

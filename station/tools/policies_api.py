@@ -66,10 +66,7 @@ class ToolPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _Tools
                       "partial_update": "tools.manage", "destroy": "tools.manage"}
 
     def scoped_queryset(self) -> QuerySet[ToolPolicy]:
-        qs = ToolPolicy.objects.select_related("environment")
-        if self.action == "list" and (slug := self.request.query_params.get("environment")):
-            return qs.filter(environment=self.environment_from_slug(slug))
-        return qs.filter(environment__in=self.environments())
+        return self.in_environments(ToolPolicy.objects.select_related("environment"))
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from station.agents.models import Agent
-from station.api.viewsets import OrgScopedViewSet
+from station.api.viewsets import EnvironmentScopedViewSet, validated
 from station.core.errors import InvalidInput
 from station.triggers import cron, services
 from station.triggers.models import (
@@ -28,8 +28,6 @@ from station.triggers.models import (
     Schedule,
     WebhookDelivery,
 )
-from tenants.authz import has_permission
-from tenants.models import Environment
 
 # --- serializers -----------------------------------------------------------------------------
 
@@ -172,12 +170,6 @@ class WebhookDeliveryDetailSerializer(WebhookDeliverySerializer):
         read_only_fields = fields
 
 
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 # --- shared ------------------------------------------------------------------------------------
 
 AGENT_PARAM = OpenApiParameter("agent", uuid.UUID, description="Only this agent's")
@@ -187,22 +179,10 @@ _READ_WRITE = {"list": "agents.read", "retrieve": "agents.read", "create": "agen
                "partial_update": "agents.write", "destroy": "agents.write"}
 
 
-class _TriggerViewSet(OrgScopedViewSet):
+class _TriggerViewSet(EnvironmentScopedViewSet):
     http_method_names = ["get", "post", "patch", "delete"]
 
-    def environments(self) -> list[Environment]:
-        """Environments where the principal may see or manage agents (a bound key: its
-        own; a member narrowed there to a role without agents.* does not see it)."""
-        return [env for env in Environment.objects.order_by("created_at")
-                if any(has_permission(self.principal, p, self.org.pk, env)
-                       for p in ("agents.read", "agents.write"))]
-
-    def environment_from_slug(self, slug: str) -> Environment:
-        env = next((e for e in self.environments() if e.slug == slug), None)
-        if env is None:
-            raise InvalidInput.field("environment", f"No environment {slug!r} in this "
-                                                    "organization.")
-        return env
+    environment_permissions = ("agents.read", "agents.write")
 
     def agent_from_id(self, agent_id: Any) -> Agent:
         agent = (Agent.objects.select_related("environment")
@@ -249,7 +229,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _Trigger
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(ScheduleCreateSerializer, request.data)
+            data = validated(ScheduleCreateSerializer, request.data)
             schedule = services.create_schedule(
                 actor=self.principal, agent=self.agent_from_id(data["agent"]),
                 cron_expression=data["cron"], timezone_name=data.get("timezone", "UTC"),
@@ -261,7 +241,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _Trigger
 
     def partial_update(self, request: Request, pk: str) -> Response:
         schedule = self.get_object()
-        data = _validated(_ScheduleFields, request.data)
+        data = validated(_ScheduleFields, request.data)
         schedule = services.update_schedule(actor=self.principal, schedule=schedule, **data)
         return Response(ScheduleSerializer(schedule).data)
 
@@ -301,7 +281,7 @@ class InboundWebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(InboundWebhookCreateSerializer, request.data)
+            data = validated(InboundWebhookCreateSerializer, request.data)
             hook, secret = services.create_inbound_webhook(
                 actor=self.principal, agent=self.agent_from_id(data["agent"]),
                 name=data.get("name", ""), enabled=data.get("enabled", True))
@@ -312,7 +292,7 @@ class InboundWebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def partial_update(self, request: Request, pk: str) -> Response:
         hook = self.get_object()
-        data = _validated(InboundWebhookUpdateSerializer, request.data)
+        data = validated(InboundWebhookUpdateSerializer, request.data)
         hook = services.update_inbound_webhook(actor=self.principal, webhook=hook, **data)
         return Response(InboundWebhookSerializer(hook).data)
 
@@ -360,7 +340,7 @@ class OutboundWebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(OutboundWebhookCreateSerializer, request.data)
+            data = validated(OutboundWebhookCreateSerializer, request.data)
             agent = self.agent_from_id(data["agent"]) if data.get("agent") else None
             if agent is not None:
                 environment = agent.environment
@@ -383,7 +363,7 @@ class OutboundWebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def partial_update(self, request: Request, pk: str) -> Response:
         hook = self.get_object()
-        data = _validated(OutboundWebhookUpdateSerializer, request.data)
+        data = validated(OutboundWebhookUpdateSerializer, request.data)
         hook = services.update_outbound_webhook(actor=self.principal, webhook=hook, **data)
         return Response(OutboundWebhookSerializer(hook).data)
 

@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 
 from station.api.pagination import StationCursorPagination
 from station.api.permissions import HasOrgPermission
-from station.api.viewsets import OrgScopedViewSet
-from station.core.errors import AccessDenied, InvalidInput
+from station.api.viewsets import EnvironmentScopedViewSet, validated
+from station.core.errors import AccessDenied
 from station.vault import selectors, services
 from station.vault.models import Secret, SecretVersion, Variable
 from tenants.authz import Principal
@@ -97,12 +97,6 @@ class RotationSerializer(serializers.Serializer[Any]):
     values_reencrypted = serializers.IntegerField()
 
 
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 # --- shared by secrets and variables ----------------------------------------------------------
 
 
@@ -114,26 +108,11 @@ class NamePagination(StationCursorPagination):
     ordering = ("name", "id")
 
 
-class _EnvironmentRowsViewSet(mixins.ListModelMixin, OrgScopedViewSet):
-    """Shared by secrets and variables: rows of the environments the principal may see."""
+class _EnvironmentRowsViewSet(mixins.ListModelMixin, EnvironmentScopedViewSet):
+    """Shared by secrets and variables: rows of the environments where the principal holds
+    the area's read or write permission."""
 
-    area = ""
     pagination_class = NamePagination
-
-    def environments(self) -> list[Environment]:
-        return selectors.visible_environments(self.principal, self.org.pk, self.area)
-
-    def environment_from_slug(self, slug: str) -> Environment:
-        env = next((e for e in self.environments() if e.slug == slug), None)
-        if env is None:
-            raise InvalidInput.field("environment", f"No environment {slug!r} in this "
-                                                    "organization.")
-        return env
-
-    def rows(self, qs: QuerySet[Any]) -> QuerySet[Any]:
-        if self.action == "list" and (slug := self.request.query_params.get("environment")):
-            return qs.filter(environment=self.environment_from_slug(slug))
-        return qs.filter(environment__in=self.environments())
 
 
 # --- secrets ------------------------------------------------------------------------------------
@@ -152,7 +131,7 @@ class _EnvironmentRowsViewSet(mixins.ListModelMixin, OrgScopedViewSet):
 )
 class SecretViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
     model = Secret
-    area = "secrets"
+    environment_permissions = ("secrets.read", "secrets.write")
     serializer_class = SecretSerializer
     http_method_names = ["get", "post", "put", "delete"]
     permission_map = {
@@ -161,7 +140,7 @@ class SecretViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
     }
 
     def scoped_queryset(self) -> QuerySet[Secret]:
-        return self.rows(selectors.secrets_with_fingerprints())
+        return self.in_environments(selectors.secrets_with_fingerprints())
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
         return SecretDetailSerializer if self.action == "retrieve" else SecretSerializer
@@ -173,7 +152,7 @@ class SecretViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
     def create(self, request: Request) -> Response:
         # No Idempotency-Key replay here: its record would hold a hash of the request body,
         # and a secret's value must not be stored anywhere outside the vault, hashed or not.
-        data = _validated(SecretCreateSerializer, request.data)
+        data = validated(SecretCreateSerializer, request.data)
         env = self.environment_from_slug(data["environment"])
         secret = services.create_secret(actor=self.principal, environment=env,
                                         name=data["name"], value=data["value"])
@@ -182,7 +161,7 @@ class SecretViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
     @action(detail=True, methods=["put"])
     def value(self, request: Request, pk: str) -> Response:
         secret = self.get_object()
-        data = _validated(SecretValueSerializer, request.data)
+        data = validated(SecretValueSerializer, request.data)
         secret = services.set_secret(actor=self.principal, environment=secret.environment,
                                      name=secret.name, value=data["value"])
         return Response(self._body(secret))
@@ -206,7 +185,7 @@ class SecretViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
 )
 class VariableViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
     model = Variable
-    area = "variables"
+    environment_permissions = ("variables.read", "variables.write")
     serializer_class = VariableSerializer
     http_method_names = ["get", "post", "patch", "delete"]
     permission_map = {
@@ -215,11 +194,11 @@ class VariableViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
     }
 
     def scoped_queryset(self) -> QuerySet[Variable]:
-        return self.rows(Variable.objects.select_related("environment"))
+        return self.in_environments(Variable.objects.select_related("environment"))
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:
-            data = _validated(VariableSetSerializer, request.data)
+            data = validated(VariableSetSerializer, request.data)
             env = self.environment_from_slug(data["environment"])
             existed = Variable.objects.filter(environment=env, name=data["name"]).exists()
             variable = services.set_variable(actor=self.principal, environment=env,
@@ -231,7 +210,7 @@ class VariableViewSet(mixins.RetrieveModelMixin, _EnvironmentRowsViewSet):
 
     def partial_update(self, request: Request, pk: str) -> Response:
         variable = self.get_object()
-        data = _validated(VariableValueSerializer, request.data)
+        data = validated(VariableValueSerializer, request.data)
         variable = services.set_variable(actor=self.principal, environment=variable.environment,
                                          name=variable.name, value=data["value"])
         return Response(VariableSerializer(variable).data)

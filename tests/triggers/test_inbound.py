@@ -92,7 +92,8 @@ def test_malformed_signature_header_is_a_400(org_a: OrgFixture, agent_a: Agent,
     assert _runs(org_a) == []
 
 
-@pytest.mark.parametrize("skew", [-301, 301, -3600])
+# Just outside the window, with room for a slow test machine between signing and checking.
+@pytest.mark.parametrize("skew", [-305, 305, -3600])
 def test_timestamp_outside_five_minutes_is_refused_even_when_signed(
         org_a: OrgFixture, agent_a: Agent, skew: int) -> None:
     hook, secret = _hook(org_a, agent_a)
