@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from station.envcode.bundle import Errors, dump_yaml, load_yaml
-from station.envcode.kinds import Change, Kind, _name_error, register
+from station.envcode.bundle import Errors, dump_yaml
+from station.envcode.kinds import Change, Kind, _name_error, load_mapping, register
 from station.tools import services as tools
 from station.tools.models import McpServer
 from station.vault.models import Secret
@@ -86,15 +86,9 @@ class McpServersKind(Kind):
     # --- parse -------------------------------------------------------------------------------
 
     def parse(self, files: dict[str, str], errors: Errors) -> McpServersState | None:
-        if self.path not in files:
-            return None
-        ok, doc = load_yaml(self.path, files[self.path], errors)
-        if not ok:
-            return None
+        doc = load_mapping(self.path, files, errors,
+                           "must be a mapping of server NAME: {transport: …, …}")
         if doc is None:
-            return McpServersState({})
-        if not isinstance(doc, dict):
-            errors.add(self.path, "must be a mapping of server NAME: {transport: …, …}")
             return None
         servers: dict[str, dict[str, Any]] = {}
         for name, entry in doc.items():

@@ -26,8 +26,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from station.agents.models import agent_name_validator
-from station.envcode.bundle import Errors, dump_yaml, load_yaml
-from station.envcode.kinds import Change, Kind, register
+from station.envcode.bundle import Errors, dump_yaml
+from station.envcode.kinds import Change, Kind, load_mapping, register
 from station.providers import services as providers
 from station.providers.models import ModelProvider
 from station.vault.models import Secret
@@ -76,15 +76,9 @@ class ProvidersKind(Kind):
         return {self.path: dump_yaml(doc, self.header)}
 
     def parse(self, files: dict[str, str], errors: Errors) -> ProvidersState | None:
-        if self.path not in files:
-            return None
-        ok, doc = load_yaml(self.path, files[self.path], errors)
-        if not ok:
-            return None
+        doc = load_mapping(self.path, files, errors,
+                           "must be a mapping of connection NAME: {kind: …, …}")
         if doc is None:
-            return ProvidersState({})
-        if not isinstance(doc, dict):
-            errors.add(self.path, "must be a mapping of connection NAME: {kind: …, …}")
             return None
         connections: dict[str, dict[str, Any]] = {}
         for name, entry in doc.items():

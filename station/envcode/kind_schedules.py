@@ -23,8 +23,8 @@ from typing import Any
 
 from station.agents.models import Agent
 from station.core.errors import InvalidInput
-from station.envcode.bundle import Errors, dump_yaml, load_yaml
-from station.envcode.kinds import Change, Kind, register
+from station.envcode.bundle import Errors, dump_yaml
+from station.envcode.kinds import Change, Kind, load_mapping, register
 from station.triggers import cron, services
 from station.triggers.models import Schedule
 from tenants.authz import Principal
@@ -63,15 +63,9 @@ class SchedulesKind(Kind):
         return {self.path: dump_yaml(found, self.header)}
 
     def parse(self, files: dict[str, str], errors: Errors) -> SchedulesState | None:
-        if self.path not in files:
-            return None
-        ok, doc = load_yaml(self.path, files[self.path], errors)
-        if not ok:
-            return None
+        doc = load_mapping(self.path, files, errors,
+                           "must be a mapping of schedule name: {agent, cron, …}")
         if doc is None:
-            return SchedulesState({})
-        if not isinstance(doc, dict):
-            errors.add(self.path, "must be a mapping of schedule name: {agent, cron, …}")
             return None
         out: dict[str, dict[str, Any]] = {}
         for name, spec in doc.items():

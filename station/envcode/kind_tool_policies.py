@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from station.envcode.bundle import Errors, dump_yaml, load_yaml
-from station.envcode.kinds import Change, Kind, register
+from station.envcode.bundle import Errors, dump_yaml
+from station.envcode.kinds import Change, Kind, load_mapping, register
 from station.tools import policies
 from station.tools.models import McpServer, ToolPolicy
 from tenants.authz import Principal
@@ -62,15 +62,9 @@ class ToolPoliciesKind(Kind):
         return {self.path: dump_yaml(doc, self.header)}
 
     def parse(self, files: dict[str, str], errors: Errors) -> PoliciesState | None:
-        if self.path not in files:
-            return None
-        ok, doc = load_yaml(self.path, files[self.path], errors)
-        if not ok:
-            return None
+        doc = load_mapping(self.path, files, errors,
+                           "must be a mapping of server/tool: effect")
         if doc is None:
-            return PoliciesState({})
-        if not isinstance(doc, dict):
-            errors.add(self.path, "must be a mapping of server/tool: effect")
             return None
         out: dict[str, dict[str, str]] = {}
         for pattern, value in doc.items():

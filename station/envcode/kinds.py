@@ -80,6 +80,24 @@ class Kind(ABC):
         """Make `changes` (never `missing` ones) through the app's service functions."""
 
 
+def load_mapping(path: str, files: dict[str, str], errors: Errors,
+                 not_a_mapping: str) -> dict[Any, Any] | None:
+    """The YAML mapping a one-file kind keeps in `path` (`{}` for an empty file). None when
+    the bundle has no such file (the kind is not managed) or it is not a mapping (then the
+    error `not_a_mapping`, saying the shape expected, is added for the file)."""
+    if path not in files:
+        return None
+    ok, doc = load_yaml(path, files[path], errors)
+    if not ok:
+        return None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        errors.add(path, not_a_mapping)
+        return None
+    return doc
+
+
 KINDS: dict[str, Kind] = {}
 
 
@@ -127,15 +145,9 @@ class VariablesKind(Kind):
         return {self.path: dump_yaml(self.current(environment), self.header)}
 
     def parse(self, files: dict[str, str], errors: Errors) -> dict[str, str] | None:
-        if self.path not in files:
-            return None
-        ok, doc = load_yaml(self.path, files[self.path], errors)
-        if not ok:
-            return None
+        doc = load_mapping(self.path, files, errors,
+                           "must be a mapping of NAME: value")
         if doc is None:
-            return {}
-        if not isinstance(doc, dict):
-            errors.add(self.path, "must be a mapping of NAME: value")
             return None
         out: dict[str, str] = {}
         for key, value in doc.items():
