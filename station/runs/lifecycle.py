@@ -62,6 +62,9 @@ def claim(run_id: uuid.UUID, worker: str) -> Run | None:
     _lock_org(run.organization_id)
     running = Run.objects.filter(status=Run.RUNNING).count()
     if running >= settings.RUN_CONCURRENCY_PER_ORG:
+        # Turned away: its message is spent, so a freed slot must send it again. A queued
+        # run's index `heartbeat_at` holds when that happened (None: a message is on its way).
+        ActiveRun.objects.filter(run_id=run.pk).update(heartbeat_at=timezone.now())
         return None
     now = timezone.now()
     run.status = Run.RUNNING
@@ -194,18 +197,28 @@ def complete(run: Run, worker: str, status: str, *, output: str = "",
 
 
 def _after_slot_freed(org_id: uuid.UUID) -> None:
-    transaction.on_commit(lambda: dispatch_waiting(org_id))
+    transaction.on_commit(lambda: dispatch_waiting(org_id, turned_away_only=True))
 
 
-def dispatch_waiting(org_id: uuid.UUID) -> int:
-    """Send the oldest queued runs of the org, as many as it has free slots. Duplicate sends
-    are harmless: a claim of a run that is not queued does nothing."""
+def dispatch_waiting(org_id: uuid.UUID, *, turned_away_only: bool = False) -> int:
+    """Send the oldest queued runs of the org, as many as it has free slots; with
+    `turned_away_only` (a slot was freed), only runs a worker turned away at the cap: the
+    others still have a message on its way, and re-sending every queued run on every finish
+    made each run of a backlog execute ~3 no-op tasks. Duplicate sends stay harmless: a
+    claim of a run that is not queued does nothing."""
     with context.org_scope(org_id), transaction.atomic():
+        # After any claim in flight has committed its turn-away, or we could miss it.
+        _lock_org(org_id)
         free = settings.RUN_CONCURRENCY_PER_ORG - Run.objects.filter(status=Run.RUNNING).count()
         if free <= 0:
             return 0
-        waiting = list(Run.objects.filter(status=Run.QUEUED, cancel_requested=False)
-                       .order_by("created_at").values_list("pk", flat=True)[:free])
+        queued = Run.objects.filter(status=Run.QUEUED, cancel_requested=False)
+        if turned_away_only:
+            queued = queued.filter(pk__in=ActiveRun.objects.filter(
+                organization_id=org_id, status=Run.QUEUED, heartbeat_at__isnull=False)
+                .values("run_id"))
+        waiting = list(queued.order_by("created_at").values_list("pk", flat=True)[:free])
+        ActiveRun.objects.filter(run_id__in=waiting).update(heartbeat_at=None)
     for run_id in waiting:
         _send(org_id, run_id)
     return len(waiting)

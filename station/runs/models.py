@@ -154,6 +154,8 @@ class ActiveRun(models.Model):
     organization_id = models.UUIDField(db_index=True)
     status = models.CharField(max_length=16)
     queued_at = models.DateTimeField(default=timezone.now)
+    # Running: the worker's last heartbeat. Queued: when a worker last turned the run away at
+    # its org's cap (None while its message is on its way); a freed slot re-sends those.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
