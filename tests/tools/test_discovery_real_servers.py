@@ -341,7 +341,6 @@ def celery_worker(celery_broker: str, committed_db: None) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     from station.celery import app
-
     from station.testing.celery import point_celery_at
 
     saved = app.conf.broker_url, app.conf.result_backend
