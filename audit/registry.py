@@ -67,6 +67,17 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "(the reason is recorded)",
         "identity.sso_provisioned": "First SSO sign-in: the account and/or membership was "
         "created just in time",
+        "scim.token_created": "A SCIM provisioning token was created (shown once)",
+        "scim.token_revoked": "A SCIM provisioning token was revoked",
+        "scim.user_created": "The IdP provisioned a user over SCIM (account and/or membership)",
+        "scim.user_updated": "The IdP changed a provisioned user's attributes over SCIM",
+        "scim.user_deactivated": "The IdP deactivated a user: membership, sessions and the "
+                                 "user's API keys in this organization ended",
+        "scim.user_reactivated": "The IdP reactivated a user: the membership was restored",
+        "scim.user_deleted": "The IdP deleted a user: their access to this organization ended",
+        "scim.group_created": "The IdP pushed a group over SCIM",
+        "scim.group_updated": "The IdP renamed a group or changed its members over SCIM",
+        "scim.group_deleted": "The IdP deleted a group over SCIM",
         "identity.break_glass_login": "An owner signed in with a password although the "
         "organization enforces SSO (break-glass)",
         "environment.bundle_applied": "An environment bundle was applied (summary of the "

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "station.runs",
     "station.triggers",
     "station.identity",
+    "station.scim",
     # Beat's schedule tables (PeriodicTask, CrontabSchedule): platform tables, no tenant data.
     "django_celery_beat",
     "audit",

@@ -11,6 +11,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include("station.api.urls")),
     path("hooks/<str:webhook_id>", receive_hook, name="inbound-webhook"),
+    # SCIM 2.0 provisioning: bearer-token per org, outside the REST API (its own wire format).
+    path("scim/v2/", include("station.scim.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -147,3 +147,25 @@ def org_of_verified_domain(domain: str) -> uuid.UUID | None:
     with _lookup("app.email_domain", domain):
         return (VerifiedDomain.all_orgs.filter(domain=domain, verified_at__isnull=False)
                 .values_list("organization_id", flat=True).first())
+
+
+def enter_org_of_scim_token(token_id: str) -> uuid.UUID | None:
+    """Find the org of a SCIM bearer token id and scope the current transaction to it.
+
+    A SCIM request names no org: the token is its only handle. One SQL function call
+    (migration scim/0002) reads that single row through a narrow policy on a
+    transaction-local `app.scim_token_id`, clears it, and sets `app.org_id`. Returns None (no
+    org set) for an unknown id. The caller then reads the token in scope and checks the secret.
+    """
+    from tenants import context
+
+    if not connection.in_atomic_block:
+        raise RuntimeError("enter_org_of_scim_token() must run inside a transaction.")
+    with no_org_scope(), connection.cursor() as cursor:
+        cursor.execute("SELECT station_enter_org_of_scim_token(%s)", [token_id])
+        row = cursor.fetchone()
+    org_id = row[0] if row else None
+    if org_id is None:
+        return None
+    context.activate_in_database(org_id)
+    return uuid.UUID(str(org_id))
