@@ -47,6 +47,7 @@ NAV: list[NavItem] = [
     NavItem("Roles", "roles", "roles.read", group="Access"),
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),
     NavItem("Single sign-on", "sso", "org.manage", group="Access"),
+    NavItem("SCIM provisioning", "scim", "org.manage", group="Access"),
     NavItem("Audit log", "audit", "audit.read", group="Governance"),
 ]
 
