@@ -55,8 +55,10 @@ def _index(run: Run, **fields: Any) -> None:
 def claim(run_id: uuid.UUID, worker: str) -> Run | None:
     """Take a queued run for this worker, or None: it is not queued any more (a duplicate
     delivery, a cancel) or its org is at its concurrency cap (it stays queued)."""
-    run = (Run.objects.select_for_update().select_related("version", "agent", "environment")
-           .filter(pk=run_id).first())
+    # OF self: only the run's row. Without it PostgreSQL also locks the joined agent, version
+    # and environment rows, and deadlocks with any run of that agent being created.
+    run = (Run.objects.select_for_update(of=("self",))
+           .select_related("version", "agent", "environment").filter(pk=run_id).first())
     if run is None or run.status != Run.QUEUED:
         return None
     _lock_org(run.organization_id)
@@ -252,7 +254,8 @@ def reap(now: datetime | None = None) -> dict[str, int]:
 
 def _reap_one(org_id: uuid.UUID, run_id: uuid.UUID, stale_before: datetime) -> str | None:
     with context.org_scope(org_id), transaction.atomic():
-        run = Run.objects.select_for_update().select_related("agent").filter(pk=run_id).first()
+        run = (Run.objects.select_for_update(of=("self",)).select_related("agent")
+               .filter(pk=run_id).first())
         if run is None or run.status != Run.RUNNING:
             return None
         if run.heartbeat_at is not None and run.heartbeat_at >= stale_before:
