@@ -71,3 +71,22 @@ def test_forged_missing_and_api_keys_are_refused(scim_a, org_a):
 def test_scim_endpoints_are_not_reachable_with_a_console_session(client, org_a):
     client.force_login(org_a.owner)
     assert client.get("/scim/v2/Users").status_code == 401
+
+
+def test_token_lookup_opens_one_row_and_clears_its_key(scim_a, scim_b, org_a):
+    from django.db import connection, transaction
+
+    from station.scim.models import ScimToken
+    from tenants import platform
+    from tenants.context import no_org_scope
+
+    token_id = tokens.parse(scim_a.plaintext)[0]
+    with transaction.atomic(), no_org_scope():
+        assert ScimToken.all_orgs.count() == 0  # no org, no key: RLS shows nothing
+        assert platform.enter_org_of_scim_token(token_id) == org_a.org.pk
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('app.scim_token_id', true)")
+            assert cursor.fetchone()[0] == ""
+        # Scoped to org A now: org B's token is invisible.
+        assert ScimToken.all_orgs.count() == 1
+        assert platform.enter_org_of_scim_token("nosuchtoken0") is None
