@@ -4,8 +4,8 @@ Role precedence: every SCIM group the user is in whose displayName has a GroupRo
 contributes that role; the role with the most permissions wins (ties: the order of
 tenants.permissions.ROLES), so admin > developer > operator > auditor > viewer > billing.
 A group mapped to nothing contributes nothing. With no mapped group, a user whose role SCIM
-manages gets the default: the SAML connection's default role when the org has one (blank:
-no access), else viewer. Owners are never demoted or promoted by the IdP (as with SSO).
+manages gets the default: the org's SSO connection's default role when it has one (SAML, else
+OIDC; blank: no access), else viewer. Owners are never demoted or promoted by the IdP (as with SSO).
 """
 
 from __future__ import annotations
@@ -35,10 +35,15 @@ def strongest_role(roles: list[str]) -> str | None:
 
 
 def default_role() -> str | None:
-    connection = SamlConnection.objects.first()
-    if connection is None:
-        return FALLBACK_ROLE
-    return connection.default_role or None
+    """The org's SSO connection's default role (SAML, else OIDC when that model exists)."""
+    from station.identity import models as identity_models
+
+    candidates = [SamlConnection, getattr(identity_models, "OidcConnection", None)]
+    for model in candidates:
+        connection = model.objects.first() if model is not None else None
+        if connection is not None:
+            return str(connection.default_role) or None
+    return FALLBACK_ROLE
 
 
 def mapped_role(scim_user: ScimUser) -> str | None:
