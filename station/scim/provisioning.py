@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import services as audit
@@ -90,13 +90,19 @@ def create_user(*, actor: Principal, values: UserFields) -> ScimUser:
         raise ScimError(409, f"A user with userName {values.user_name} already exists.",
                         "uniqueness")
     user_created = user is None
-    if user is None:
-        name = values.display_name or values.formatted_name or " ".join(
-            p for p in (values.given_name, values.family_name) if p)
-        user = User.objects.create_user(email=values.user_name, name=name[:200])
-    scim_user = ScimUser.objects.create(
-        user=user, active=values.active, role_managed=True,
-        **{name: getattr(values, name) for name in _STORED})
+    try:
+        # A concurrent create of the same email loses on a unique index: a 409, not a 500.
+        with transaction.atomic():
+            if user is None:
+                name = values.display_name or values.formatted_name or " ".join(
+                    p for p in (values.given_name, values.family_name) if p)
+                user = User.objects.create_user(email=values.user_name, name=name[:200])
+            scim_user = ScimUser.objects.create(
+                user=user, active=values.active, role_managed=True,
+                **{name: getattr(values, name) for name in _STORED})
+    except IntegrityError as exc:
+        raise ScimError(409, f"A user with userName {values.user_name} already exists.",
+                        "uniqueness") from exc
     access = apply_access(actor, scim_user)
     audit.record("scim.user_created", actor=actor, target=scim_user, target_label=user.email,
                  changes={"userName": user.email, "externalId": values.external_id,
@@ -202,7 +208,12 @@ def create_group(*, actor: Principal, display_name: Any, external_id: str = "",
     name = _clean_group_name(display_name)
     _refuse_taken(name)
     members = _members(member_ids or [])
-    group = ScimGroup.objects.create(display_name=name, external_id=str(external_id or "")[:500])
+    try:
+        with transaction.atomic():
+            group = ScimGroup.objects.create(display_name=name,
+                                             external_id=str(external_id or "")[:500])
+    except IntegrityError as exc:
+        raise ScimError(409, f"A group named {name!r} already exists.", "uniqueness") from exc
     ScimGroupMember.objects.bulk_create([_link(group, u) for u in members])
     effects = _reevaluate(actor, members)
     audit.record("scim.group_created", actor=actor, target=group, target_label=name,

@@ -151,3 +151,25 @@ def test_saml_default_role_blank_means_no_access_without_a_mapped_group(
     assert _role(org_a, "ada@acme.example") == "developer"
     scim_a.patch(f"Groups/{gid}", patch({"op": "remove", "path": "members"}))
     assert _role(org_a, "ada@acme.example") is None
+
+
+def test_provisioning_is_audited_with_the_token_as_actor(scim_a, org_a, map_group):
+    from audit.models import AuditEvent
+    from station.scim.models import ScimToken
+
+    map_group(org_a, "Dev", "developer")
+    uid = _user(scim_a, "ada@acme.example")
+    gid = _group(scim_a, "Dev", uid)
+    scim_a.patch(f"Groups/{gid}", patch({"op": "replace", "path": "displayName",
+                                         "value": "Developers"}))
+    scim_a.delete(f"Groups/{gid}")
+    with org_a.scope():
+        token = ScimToken.objects.get()
+        events = list(AuditEvent.objects.filter(actor_id=str(token.pk)).order_by("sequence")
+                      .values_list("action", "changes"))
+    actions = [a for a, _ in events]
+    assert actions == ["scim.user_created", "member.role_changed", "scim.group_created",
+                       "member.role_changed", "scim.group_updated", "scim.group_deleted"]
+    created = dict(events)["scim.user_created"]
+    assert created["userName"] == "ada@acme.example"
+    assert created["membership_created"] == "viewer" and created["account_created"] is True
