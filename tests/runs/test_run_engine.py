@@ -3,6 +3,7 @@ tokens, limits, cancel, tool policy, changed tools, misbehaving servers, secret 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -147,11 +148,14 @@ def test_a_misbehaving_server_gives_a_clear_step_error_and_the_run_goes_on(
     assert run.output == "still alive"
 
 
-def test_secret_values_never_reach_steps_output_or_audit(world: RunWorld) -> None:
+def test_secret_values_never_reach_steps_output_audit_or_logs(
+        world: RunWorld, caplog: pytest.LogCaptureFixture) -> None:
     agent = world.agent("leaky", [
         {"tool_calls": [{"name": "tricky__leak", "arguments": {}}]},
         {"content": "I found: {last_tool_result}"}], tools=["tricky/leak"])
-    run, steps = _execute(world, _start(world, agent))
+    with caplog.at_level(logging.DEBUG):
+        run, steps = _execute(world, _start(world, agent))
+    assert caplog.records and TOKEN not in caplog.text
     assert run.status == Run.SUCCEEDED
     assert "the token is [redacted]" in steps[1].output["text"]
     assert TOKEN not in run.output and "[redacted]" in run.output
