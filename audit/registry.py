@@ -83,6 +83,19 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "environment.bundle_applied": "An environment bundle was applied (summary of the "
         "changes; each change has its own event too)",
         "environment.promoted": "Configuration names were promoted from another environment "
+        "account.login_succeeded": "A person signed in with a password (and second factor, "
+        "if enrolled); the methods are recorded. SSO sign-ins are identity.sso_login_*",
+        "account.login_failed": "A sign-in was refused: wrong password, wrong MFA code, "
+        "inactive account or too many attempts (the reason is recorded)",
+        "account.logout": "A person signed out",
+        "account.mfa_enrolled": "A person added a second factor (authenticator app or "
+        "recovery codes)",
+        "account.mfa_removed": "A person removed a second factor",
+        "account.recovery_codes_regenerated": "A person generated a new set of recovery codes",
+        "account.recovery_code_used": "A person signed in or re-authenticated with a recovery "
+        "code",
+        "account.session_revoked": "A person signed one of their browsers out",
+        "account.signed_out_everywhere": "An admin ended every session of a member",
         "(summary; each change has its own event too)",
     }
 )

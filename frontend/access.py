@@ -18,6 +18,7 @@ from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
 from frontend.nav import NavLink, nav_for
+from station.accounts import policy as mfa_policy
 from tenants import context, platform
 from tenants.authz import Principal, has_permission
 from tenants.models import Environment, Organization, User
@@ -55,6 +56,10 @@ def org_view(permission: str) -> Callable[[OrgViewFunc[P]], Callable[..., HttpRe
             try:
                 org_request = cast(OrgRequest, request)
                 org_request.org = Organization.objects.get(pk=summary.id)
+                # An org that requires MFA sends members without it to enrol, before all else.
+                enrol = mfa_policy.enrolment_redirect(request, org_request.org)
+                if enrol is not None:
+                    return enrol
                 org_request.principal = Principal.for_user(user)
                 org_request.role = summary.role
                 org_request.user_orgs = orgs

@@ -48,6 +48,7 @@ NAV: list[NavItem] = [
     NavItem("API keys", "apikeys", "apikeys.read", group="Access"),
     NavItem("Single sign-on", "sso", "org.manage", group="Access"),
     NavItem("SCIM provisioning", "scim", "org.manage", group="Access"),
+    NavItem("Security", "security", "org.manage", group="Access"),
     NavItem("Audit log", "audit", "audit.read", group="Governance"),
 ]
 

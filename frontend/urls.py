@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from frontend.views import (
+    account,
     agents,
     apikeys,
     approvals,
@@ -18,6 +19,7 @@ from frontend.views import (
     runs,
     scim,
     secrets,
+    security,
     sso,
     tool_policies,
     triggers,
@@ -39,6 +41,9 @@ org_patterns = [
     path("members/invite/", members.member_invite, name="members-invite"),
     path("members/<uuid:membership_id>/role/", members.member_role, name="members-role"),
     path("members/<uuid:membership_id>/remove/", members.member_remove, name="members-remove"),
+    path("members/<uuid:membership_id>/sign-out/", security.member_sign_out,
+         name="members-sign-out"),
+    path("security/", security.org_security, name="security"),
     path("roles/", roles.role_list, name="roles"),
     path("api-keys/", apikeys.apikey_list, name="apikeys"),
     path("api-keys/new/", apikeys.apikey_create, name="apikeys-new"),
@@ -126,5 +131,9 @@ org_patterns = [
 
 urlpatterns = [
     path("", home.home, name="home"),
+    # The account area: per person, not per org (MFA itself is allauth's /accounts/2fa/).
+    path("account/sessions/", account.session_list, name="account-sessions"),
+    path("account/sessions/<uuid:session_id>/revoke/", account.session_revoke,
+         name="account-sessions-revoke"),
     path("o/<slug:org_slug>/", include(org_patterns)),
 ]

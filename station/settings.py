@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "frontend",
     "allauth",
     "allauth.account",
+    # TOTP and recovery codes; Station's MFA policy and sessions live in station.accounts.
+    "allauth.mfa",
     # SAML SSO per org (station.identity feeds the provider its per-org configuration).
     "allauth.socialaccount",
     "allauth.socialaccount.providers.saml",
@@ -66,6 +68,7 @@ INSTALLED_APPS = [
     "station.scim",
     # Beat's schedule tables (PeriodicTask, CrontabSchedule): platform tables, no tenant data.
     "django_celery_beat",
+    "station.accounts",
     "audit",
     "billing",
 ]
@@ -84,6 +87,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "tenants.middleware.OrgContextMiddleware",
 ]
+    # Tracks each signed-in browser (sessions page) and its last activity.
+    "station.accounts.middleware.SessionActivityMiddleware",
 
 ROOT_URLCONF = "station.urls"
 WSGI_APPLICATION = "station.wsgi.application"
@@ -184,6 +189,12 @@ SOCIALACCOUNT_AUTO_SIGNUP = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
 LOGIN_REDIRECT_URL = "/"
 LOGIN_URL = "/accounts/login/"
+# MFA (allauth.mfa): TOTP and recovery codes; orgs may require it (station.accounts).
+# Failed codes share allauth's "login_failed" limit, keyed per account (mfa-auth-user-<id>)
+# and per IP. See docs/mfa-and-sessions.md.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Station"
+MFA_FORMS = {"authenticate": "station.accounts.forms.AuditedAuthenticateForm"}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("STATION_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

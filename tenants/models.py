@@ -66,6 +66,8 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
+    # Members must enrol MFA before any console page of this org (station.accounts.policy).
+    require_mfa = models.BooleanField(default=False)
 
     objects: ClassVar[models.Manager[Organization]] = models.Manager()
 

@@ -1,0 +1,1 @@
+"""Accounts: MFA policy (on top of allauth.mfa), active sessions, login audit."""
