@@ -57,6 +57,9 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "variable.deleted": "An environment variable was deleted",
         "identity.saml_configured": "The organization's SAML identity provider was set or changed",
         "identity.saml_removed": "The organization's SAML identity provider was removed",
+        "identity.oidc_configured": "The organization's OpenID Connect provider was set or "
+        "changed (the client secret is never recorded)",
+        "identity.oidc_removed": "The organization's OpenID Connect provider was removed",
         "identity.domain_added": "An email domain was claimed (DNS verification pending)",
         "identity.domain_verified": "An email domain was verified by its DNS TXT record",
         "identity.domain_removed": "An email domain was removed",
@@ -80,9 +83,6 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "scim.group_deleted": "The IdP deleted a group over SCIM",
         "identity.break_glass_login": "An owner signed in with a password although the "
         "organization enforces SSO (break-glass)",
-        "environment.bundle_applied": "An environment bundle was applied (summary of the "
-        "changes; each change has its own event too)",
-        "environment.promoted": "Configuration names were promoted from another environment "
         "account.login_succeeded": "A person signed in with a password (and second factor, "
         "if enrolled); the methods are recorded. SSO sign-ins are identity.sso_login_*",
         "account.login_failed": "A sign-in was refused: wrong password, wrong MFA code, "
@@ -96,6 +96,9 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "code",
         "account.session_revoked": "A person signed one of their browsers out",
         "account.signed_out_everywhere": "An admin ended every session of a member",
+        "environment.bundle_applied": "An environment bundle was applied (summary of the "
+        "changes; each change has its own event too)",
+        "environment.promoted": "Configuration names were promoted from another environment "
         "(summary; each change has its own event too)",
     }
 )

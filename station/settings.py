@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     # SAML SSO per org (station.identity feeds the provider its per-org configuration).
     "allauth.socialaccount",
     "allauth.socialaccount.providers.saml",
+    # OIDC SSO per org (same adapter; Station runs the code flow, see station/identity/oidc.py).
+    "allauth.socialaccount.providers.openid_connect",
     "station.core",
     "tenants",
     "station.vault",
@@ -66,9 +68,9 @@ INSTALLED_APPS = [
     "station.triggers",
     "station.identity",
     "station.scim",
+    "station.accounts",
     # Beat's schedule tables (PeriodicTask, CrontabSchedule): platform tables, no tenant data.
     "django_celery_beat",
-    "station.accounts",
     "audit",
     "billing",
 ]
@@ -85,10 +87,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "tenants.middleware.OrgContextMiddleware",
-]
     # Tracks each signed-in browser (sessions page) and its last activity.
     "station.accounts.middleware.SessionActivityMiddleware",
+    "tenants.middleware.OrgContextMiddleware",
+]
 
 ROOT_URLCONF = "station.urls"
 WSGI_APPLICATION = "station.wsgi.application"
@@ -187,14 +189,14 @@ SOCIALACCOUNT_ADAPTER = "station.identity.adapters.StationSocialAccountAdapter"
 # SSO users are created by station.identity.provisioning, never by allauth's social sign-up.
 SOCIALACCOUNT_AUTO_SIGNUP = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
-LOGIN_REDIRECT_URL = "/"
-LOGIN_URL = "/accounts/login/"
 # MFA (allauth.mfa): TOTP and recovery codes; orgs may require it (station.accounts).
 # Failed codes share allauth's "login_failed" limit, keyed per account (mfa-auth-user-<id>)
 # and per IP. See docs/mfa-and-sessions.md.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Station"
 MFA_FORMS = {"authenticate": "station.accounts.forms.AuditedAuthenticateForm"}
+LOGIN_REDIRECT_URL = "/"
+LOGIN_URL = "/accounts/login/"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("STATION_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -284,6 +286,8 @@ WEBHOOK_RETRY_BASE_SECONDS = env_int("STATION_WEBHOOK_RETRY_BASE_SECONDS", 30)
 WEBHOOK_TIMEOUT_SECONDS = env_int("STATION_WEBHOOK_TIMEOUT_SECONDS", 10)
 # Off: outbound webhooks may not reach loopback, private or link-local addresses (SSRF).
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+# Off: OIDC issuers, token and JWKS endpoints must be https on public addresses (SSRF).
+OIDC_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_OIDC_ALLOW_PRIVATE_NETWORKS", False)
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (

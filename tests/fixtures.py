@@ -214,6 +214,17 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
                                       idp_entity_id=f"https://idp.{slug}.example",
                                       idp_sso_url=f"https://idp.{slug}.example/sso",
                                       idp_x509cert="seeded")
+        from station.identity import oidc_secret
+        from station.identity.models import OidcConnection
+
+        oidc_connection = OidcConnection.objects.create(
+            organization=fx.org, issuer=f"https://login.{slug}.example",
+            client_id=f"{slug}-client",
+            authorization_endpoint=f"https://login.{slug}.example/authorize",
+            token_endpoint=f"https://login.{slug}.example/token",
+            jwks_uri=f"https://login.{slug}.example/jwks")
+        oidc_secret.seal_onto(oidc_connection, f"seeded-oidc-secret-{slug}")
+        oidc_connection.save()
         # Direct row: deliveries are made by finished runs (tests/triggers cover that path).
         WebhookDelivery.objects.create(webhook=outbound, event="run.succeeded",
                                        payload={"event": "run.succeeded"})

@@ -4,7 +4,12 @@ from rest_framework.routers import SimpleRouter
 from audit.api import AuditEventViewSet
 from station.agents.api import AgentVersionViewSet, AgentViewSet
 from station.envcode.api import EnvironmentBundleViewSet
-from station.identity.api import GroupMappingViewSet, SamlConfigView, VerifiedDomainViewSet
+from station.identity.api import (
+    GroupMappingViewSet,
+    OidcConfigView,
+    SamlConfigView,
+    VerifiedDomainViewSet,
+)
 from station.providers.api import ProviderViewSet
 from station.runs.api import RunViewSet, ToolApprovalViewSet
 from station.tools.api import McpServerViewSet, ToolViewSet
@@ -54,5 +59,6 @@ urlpatterns = [
     path("organization", OrganizationView.as_view(), name="organization"),
     path("vault/rotate-data-key", DataKeyRotationView.as_view(), name="vault-rotate-data-key"),
     path("sso/saml", SamlConfigView.as_view(), name="sso-saml"),
+    path("sso/oidc", OidcConfigView.as_view(), name="sso-oidc"),
     *router.urls,
 ]

@@ -1,7 +1,8 @@
-"""allauth's SAML provider reads its per-org configuration through this adapter.
+"""allauth's SAML and OpenID Connect providers read per-org configuration through this adapter.
 
 `list_apps` builds an unsaved `SocialApp` from the org's `SamlConnection` (client_id = the
-org slug, which is what allauth's SAML URLs carry). No SocialApp rows exist: the global
+org slug, which is what allauth's SAML URLs carry), and one from its `OidcConnection`
+(provider_id `oidc-<org slug>`). No SocialApp rows exist: the global
 socialaccount table would sit outside row-level security, while SamlConnection is a tenant
 table read inside the org's scope.
 """
@@ -35,9 +36,42 @@ def saml_app_for_org(org_slug: str) -> SocialApp | None:
                      settings=saml.provider_settings(org.slug, idp))
 
 
+OIDC_PREFIX = "oidc-"
+
+
+def oidc_app_for_org(org_slug: str) -> tuple[SocialApp, Any] | None:
+    """The org's OIDC provider as an unsaved allauth `openid_connect` app, with the connection
+    it came from (read in the org's scope). Endpoints are stored, so allauth's discovery fetch
+    is never needed; the client secret stays sealed in the connection."""
+    from station.identity.models import OidcConnection
+
+    org = platform.org_by_slug(org_slug)
+    if org is None:
+        return None
+    with org_scope(org.id):
+        connection = OidcConnection.objects.filter(enabled=True).first()
+    if connection is None:
+        return None
+    app = SocialApp(
+        provider="openid_connect", provider_id=f"{OIDC_PREFIX}{org.slug}", name=org.name,
+        client_id=connection.client_id,
+        settings={"server_url": connection.issuer, "fetch_userinfo": False,
+                  "token_auth_method": "client_secret_basic",
+                  "scope": connection.scopes.split(),
+                  "openid_configuration_overrides": {
+                      "issuer": connection.issuer,
+                      "authorization_endpoint": connection.authorization_endpoint,
+                      "token_endpoint": connection.token_endpoint,
+                      "jwks_uri": connection.jwks_uri}})
+    return app, connection
+
+
 class StationSocialAccountAdapter(DefaultSocialAccountAdapter):
     def list_apps(self, request: HttpRequest | None, provider: Any = None,
                   client_id: Any = None) -> list[SocialApp]:
+        if isinstance(provider, str) and provider.startswith(OIDC_PREFIX):
+            found = oidc_app_for_org(provider[len(OIDC_PREFIX):])
+            return [found[0]] if found is not None else []
         if provider not in (None, "saml") or not client_id:
             return []
         app = saml_app_for_org(str(client_id))

@@ -19,7 +19,12 @@ from rest_framework.views import APIView
 from station.api.permissions import HasOrgPermission
 from station.api.viewsets import OrgScopedViewSet
 from station.identity import saml, services
-from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
+from station.identity.models import (
+    GroupRoleMapping,
+    OidcConnection,
+    SamlConnection,
+    VerifiedDomain,
+)
 from tenants.authz import Principal
 from tenants.models import Organization
 
@@ -211,4 +216,82 @@ class GroupMappingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgS
 
     def destroy(self, request: Request, pk: str) -> Response:
         services.delete_group_mapping(actor=self.principal, mapping=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- OIDC connection ----------------------------------------------------------------------------
+
+
+class OidcConfigSerializer(serializers.Serializer[Any]):
+    configured = serializers.BooleanField()
+    redirect_uri = serializers.CharField(help_text="Register this redirect URI at the IdP")
+    login_url = serializers.CharField(help_text="Starts a login through the org's OIDC IdP")
+    issuer = serializers.CharField(required=False)
+    client_id = serializers.CharField(required=False)
+    client_secret_set = serializers.BooleanField(
+        required=False, help_text="The secret itself is write-only")
+    authorization_endpoint = serializers.CharField(required=False)
+    token_endpoint = serializers.CharField(required=False)
+    jwks_uri = serializers.CharField(required=False)
+    scopes = serializers.CharField(required=False)
+    groups_claim = serializers.CharField(required=False)
+    default_role = serializers.CharField(required=False)
+    enabled = serializers.BooleanField(required=False)
+    enforce_sso = serializers.BooleanField(required=False)
+    updated_at = serializers.DateTimeField(required=False)
+
+
+class OidcConfigInputSerializer(serializers.Serializer[Any]):
+    issuer = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    client_id = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    client_secret = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, trim_whitespace=False,
+        write_only=True, help_text="Write-only; blank keeps the stored secret")
+    discover = serializers.BooleanField(
+        required=False, help_text="Read the endpoints from the issuer's discovery document now")
+    authorization_endpoint = serializers.CharField(required=False, allow_blank=True)
+    token_endpoint = serializers.CharField(required=False, allow_blank=True)
+    jwks_uri = serializers.CharField(required=False, allow_blank=True)
+    scopes = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    groups_claim = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    default_role = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    enabled = serializers.BooleanField(required=False)
+    enforce_sso = serializers.BooleanField(required=False)
+
+
+def oidc_config_body(org: Organization, connection: OidcConnection | None) -> dict[str, Any]:
+    from django.conf import settings
+    from django.urls import reverse
+
+    from station.identity.oidc_views import redirect_uri
+
+    login = reverse("openid_connect_login", kwargs={"provider_id": org.slug})
+    body: dict[str, Any] = {"configured": connection is not None,
+                            "redirect_uri": redirect_uri(org.slug),
+                            "login_url": f"{settings.PUBLIC_URL.rstrip('/')}{login}"}
+    if connection is not None:
+        body.update({name: getattr(connection, name) for name in (
+            "issuer", "client_id", "authorization_endpoint", "token_endpoint", "jwks_uri",
+            "scopes", "groups_claim", "default_role", "enabled", "enforce_sso", "updated_at")})
+        body["client_secret_set"] = connection.has_secret
+    return body
+
+
+class OidcConfigView(SamlConfigView):
+    @extend_schema(responses=OidcConfigSerializer,
+                   summary="The org's OpenID Connect provider and its redirect URI")
+    def get(self, request: Request) -> Response:
+        return Response(oidc_config_body(self._org(), OidcConnection.objects.first()))
+
+    @extend_schema(request=OidcConfigInputSerializer, responses=OidcConfigSerializer,
+                   summary="Set or change the org's OpenID Connect provider")
+    def put(self, request: Request) -> Response:
+        data = _validated(OidcConfigInputSerializer, request.data)
+        org = self._org()
+        connection = services.configure_oidc(actor=self._principal(), org=org, **data)
+        return Response(oidc_config_body(org, connection))
+
+    @extend_schema(responses={204: None}, summary="Remove the org's OpenID Connect provider")
+    def delete(self, request: Request) -> Response:
+        services.remove_oidc(actor=self._principal(), org=self._org())
         return Response(status=status.HTTP_204_NO_CONTENT)

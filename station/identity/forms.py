@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from audit import services as audit
-from station.identity.enforcement import enforcing_orgs, sso_org_for_email
+from station.identity.enforcement import enforcing_orgs, sso_login_path_for_email
 from tenants import platform
 from tenants.authz import Principal
 from tenants.context import org_scope
@@ -72,8 +72,8 @@ class SsoEmailForm(forms.Form):
 
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"].strip().lower()
-        self.org_slug = sso_org_for_email(email)
-        if self.org_slug is None:
+        self.login_path = sso_login_path_for_email(email)
+        if self.login_path is None:
             raise forms.ValidationError("No organization uses single sign-on for this email "
                                         "domain. Sign in with your password instead.")
         return email

@@ -145,3 +145,53 @@ class SamlAssertionSeen(TenantModel):
 
     def __str__(self) -> str:
         return self.assertion_id
+
+
+class OidcConnection(TenantModel):
+    """The org's OpenID Connect provider. At most one per org.
+
+    The client secret is sealed under the org's vault data key (AES-GCM bound to the org and
+    this row), never stored or shown in clear: Station must send it to the token endpoint, so
+    it cannot be hashed. Endpoints are stored (set by hand or by an explicit discovery fetch),
+    so a login never fetches the discovery document.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    issuer = models.CharField(max_length=1000)
+    client_id = models.CharField(max_length=500)
+    secret_data_key = models.ForeignKey("vault.DataKey", on_delete=models.PROTECT,
+                                        related_name="+", null=True, blank=True)
+    secret_nonce = models.BinaryField(default=b"")
+    secret_ciphertext = models.BinaryField(default=b"")
+    authorization_endpoint = models.URLField(max_length=2000)
+    token_endpoint = models.URLField(max_length=2000)
+    jwks_uri = models.URLField(max_length=2000)
+    scopes = models.CharField(max_length=500, default="openid email profile")
+    groups_claim = models.CharField(max_length=200, blank=True, default="groups")
+    default_role = models.CharField(max_length=64, blank=True, default="viewer")
+    enabled = models.BooleanField(default=True)
+    enforce_sso = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TenantModel.Meta):
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            *TenantModel.Meta.constraints,
+            models.UniqueConstraint(fields=["organization"], name="uniq_oidc_connection_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"OIDC {self.issuer}"
+
+    @property
+    def idp_entity_id(self) -> str:
+        """The IdP key of SsoIdentity rows made through this connection (the issuer)."""
+        return self.issuer
+
+    @property
+    def group_attribute(self) -> str:
+        return self.groups_claim
+
+    @property
+    def has_secret(self) -> bool:
+        return self.secret_data_key_id is not None

@@ -1,6 +1,8 @@
-"""Just-in-time provisioning: who an accepted SAML assertion logs in, and with which role.
+"""Just-in-time provisioning: who an accepted SAML assertion or OIDC ID token logs in, and with
+which role.
 
-Accounts are keyed by (IdP entity id, NameID) in `SsoIdentity`. An email address is only a
+Accounts are keyed by (IdP, subject) in `SsoIdentity`: (SAML entity id, NameID) or (OIDC
+issuer, `sub`). An email address is only a
 hint for the first login, and only when it is on a domain this org verified, the account it
 names belongs to no other organization and has no other identity at this org's IdP. So one
 org's IdP can never sign in a person who belongs to another org by asserting their email.
@@ -14,12 +16,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from station.identity.models import GroupRoleMapping, SamlConnection, SsoIdentity, VerifiedDomain
+from station.identity.models import (
+    GroupRoleMapping,
+    OidcConnection,
+    SamlConnection,
+    SsoIdentity,
+    VerifiedDomain,
+)
 from tenants import platform
 from tenants import services as tenant_services
 from tenants.authz import Principal
 from tenants.models import Membership, User
 from tenants.permissions import OWNER_ROLE, role_permissions
+
+# Either kind of org IdP; both expose organization_id, idp_entity_id and default_role.
+Connection = SamlConnection | OidcConnection
 
 
 class SsoRefused(Exception):
@@ -49,11 +60,12 @@ class SsoLogin:
     membership_created: bool
 
 
-def idp_principal(connection: SamlConnection) -> Principal:
-    return Principal.system(f"SAML IdP {connection.idp_entity_id}")
+def idp_principal(connection: Connection) -> Principal:
+    kind = "OIDC" if isinstance(connection, OidcConnection) else "SAML"
+    return Principal.system(f"{kind} IdP {connection.idp_entity_id}")
 
 
-def role_for_groups(connection: SamlConnection, groups: list[str]) -> str | None:
+def role_for_groups(connection: Connection, groups: list[str]) -> str | None:
     """The strongest role any of the user's groups maps to, else the connection's default."""
     mapped = list(GroupRoleMapping.objects.filter(group__in=groups).values_list("role",
                                                                                  flat=True))
@@ -66,7 +78,7 @@ def _email_domain(email: str) -> str:
     return email.rpartition("@")[2].lower() if "@" in email else ""
 
 
-def _find_or_link_user(connection: SamlConnection, assertion: SsoAssertion) -> tuple[User, bool]:
+def _find_or_link_user(connection: Connection, assertion: SsoAssertion) -> tuple[User, bool]:
     email = assertion.email.strip().lower()
     if not email:
         raise SsoRefused("no_email", "Your identity provider sent no email address.")
@@ -93,7 +105,7 @@ def _find_or_link_user(connection: SamlConnection, assertion: SsoAssertion) -> t
 
 
 @transaction.atomic
-def sso_login(*, connection: SamlConnection, assertion: SsoAssertion) -> SsoLogin:
+def sso_login(*, connection: Connection, assertion: SsoAssertion) -> SsoLogin:
     """Find or create the user and membership for an accepted assertion (in the org's scope)."""
     identity = (SsoIdentity.objects.select_related("user")
                 .filter(idp_entity_id=assertion.idp_entity_id, subject=assertion.subject)

@@ -15,8 +15,13 @@ from django.utils import timezone
 
 from audit import services as audit
 from station.core.errors import Conflict, InvalidInput
-from station.identity import dns, saml
-from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
+from station.identity import dns, oidc, oidc_secret, saml
+from station.identity.models import (
+    GroupRoleMapping,
+    OidcConnection,
+    SamlConnection,
+    VerifiedDomain,
+)
 from tenants import platform
 from tenants.authz import Principal, authorize
 from tenants.models import Organization
@@ -220,3 +225,110 @@ def delete_group_mapping(*, actor: Principal, mapping: GroupRoleMapping) -> None
     audit.record("identity.group_mapping_deleted", actor=actor, target=mapping,
                  changes={"group": mapping.group, "role": mapping.role})
     mapping.delete()
+
+
+# --- OIDC connection -----------------------------------------------------------------------
+
+_OIDC_SETTINGS = ("scopes", "groups_claim", "default_role", "enabled", "enforce_sso")
+
+
+def _oidc_snapshot(connection: OidcConnection | None) -> dict[str, Any]:
+    if connection is None:
+        return {}
+    # The client secret is never recorded: only whether one is set.
+    return {"issuer": connection.issuer, "client_id": connection.client_id,
+            "authorization_endpoint": connection.authorization_endpoint,
+            "token_endpoint": connection.token_endpoint, "jwks_uri": connection.jwks_uri,
+            "client_secret_set": connection.has_secret,
+            **{name: getattr(connection, name) for name in _OIDC_SETTINGS}}
+
+
+def _clean_scopes(raw: str) -> str:
+    scopes = [s for s in (raw or "").split() if s]
+    if any(len(s) > 100 or not s.isprintable() for s in scopes):
+        raise InvalidInput.field("scopes", "Scopes are short space-separated words.")
+    if "openid" not in scopes:
+        scopes.insert(0, "openid")
+    return " ".join(dict.fromkeys(scopes))
+
+
+@transaction.atomic
+def configure_oidc(
+    *, actor: Principal, org: Organization, issuer: str = "", client_id: str = "",
+    client_secret: str = "", discover: bool = False, authorization_endpoint: str = "",
+    token_endpoint: str = "", jwks_uri: str = "", scopes: str | None = None,
+    groups_claim: str | None = None, default_role: str | None = None,
+    enabled: bool | None = None, enforce_sso: bool | None = None,
+) -> OidcConnection:
+    """Create or change the org's OIDC provider. Blank values keep what is stored (the secret
+    included); `discover` reads the endpoints from the issuer's discovery document now."""
+    authorize(actor, PERMISSION, org)
+    connection = OidcConnection.objects.select_for_update().first()
+    before = _oidc_snapshot(connection)
+    if connection is None:
+        connection = OidcConnection(organization=org)
+    if issuer.strip():
+        connection.issuer = oidc.clean_url(issuer, "issuer").rstrip("/")
+    if not connection.issuer:
+        raise InvalidInput.field("issuer", "The issuer URL is required.")
+    if client_id.strip():
+        if len(client_id.strip()) > 500:
+            raise InvalidInput.field("client_id", "At most 500 characters.")
+        connection.client_id = client_id.strip()
+    if not connection.client_id:
+        raise InvalidInput.field("client_id", "The client id is required.")
+    if discover:
+        found = oidc.discover(connection.issuer)
+        connection.authorization_endpoint = found.authorization_endpoint
+        connection.token_endpoint = found.token_endpoint
+        connection.jwks_uri = found.jwks_uri
+    for name, value in (("authorization_endpoint", authorization_endpoint),
+                        ("token_endpoint", token_endpoint), ("jwks_uri", jwks_uri)):
+        if value.strip():
+            setattr(connection, name, oidc.clean_url(value, name))
+        if not getattr(connection, name):
+            raise InvalidInput.field(name, "Required: give it, or read it with discover.")
+    if scopes is not None:
+        connection.scopes = _clean_scopes(scopes)
+    if groups_claim is not None:
+        if len(groups_claim.strip()) > 200:
+            raise InvalidInput.field("groups_claim", "At most 200 characters.")
+        connection.groups_claim = groups_claim.strip()
+    if default_role is not None:
+        connection.default_role = _clean_role(default_role, "default_role", allow_blank=True)
+    for name, flag in (("enabled", enabled), ("enforce_sso", enforce_sso)):
+        if flag is not None:
+            setattr(connection, name, flag)
+    if len(client_secret) > 1000:
+        raise InvalidInput.field("client_secret", "At most 1000 characters.")
+    if not client_secret and not connection.has_secret:
+        raise InvalidInput.field("client_secret", "The client secret is required.")
+    connection.updated_at = timezone.now()
+    connection.save()  # the row's id is part of the secret's AAD
+    secret_changed = bool(client_secret)
+    if secret_changed:
+        oidc_secret.seal_onto(connection, client_secret)
+        connection.save(update_fields=["secret_data_key", "secret_nonce", "secret_ciphertext"])
+    after = _oidc_snapshot(connection)
+    changes: dict[str, Any] = {k: audit.change(before.get(k), v) for k, v in after.items()
+                               if before.get(k) != v}
+    if secret_changed:
+        changes["client_secret_changed"] = True
+    if discover:
+        changes["discovered"] = True
+    audit.record("identity.oidc_configured", actor=actor, target=connection,
+                 target_label=connection.issuer, changes=changes)
+    return connection
+
+
+@transaction.atomic
+def remove_oidc(*, actor: Principal, org: Organization) -> None:
+    authorize(actor, PERMISSION, org)
+    connection = OidcConnection.objects.select_for_update().first()
+    if connection is None:
+        from station.core.errors import NotFound
+
+        raise NotFound("This organization has no OpenID Connect provider.")
+    audit.record("identity.oidc_removed", actor=actor, target=connection,
+                 target_label=connection.issuer, changes=_oidc_snapshot(connection))
+    connection.delete()

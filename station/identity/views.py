@@ -5,7 +5,6 @@ from __future__ import annotations
 from allauth.account.views import LoginView
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 
@@ -18,7 +17,7 @@ def sso_by_email(request: HttpRequest) -> HttpResponse:
     """Ask for the email; send its verified domain's org to that org's IdP."""
     form = SsoEmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        url = reverse("saml_login", args=[form.org_slug])
+        url = str(form.login_path)
         next_url = safe_path(request.POST.get("next"))
         return HttpResponseRedirect(f"{url}?{urlencode({'next': next_url})}" if next_url else url)
     return render(request, "identity/sso_email.html",

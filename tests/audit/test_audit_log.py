@@ -152,6 +152,10 @@ OPERATIONS = [
               setup=lambda org: _saml_connection(org)),
     Operation("identity.saml_removed", "delete", "/api/v1/sso/saml", None,
               setup=lambda org: _saml_connection(org)),
+    Operation("identity.oidc_configured", "put", "/api/v1/sso/oidc", {"enforce_sso": True},
+              setup=lambda org: _oidc_connection(org)),
+    Operation("identity.oidc_removed", "delete", "/api/v1/sso/oidc", None,
+              setup=lambda org: _oidc_connection(org)),
     Operation("identity.domain_added", "post", "/api/v1/sso/domains", {"domain": "new.example"}),
     Operation("identity.domain_verified", "post", "/api/v1/sso/domains/{pk}/verify", None,
               "domain", setup=lambda org: _publish_domain_token(org)),
@@ -175,6 +179,19 @@ def _saml_connection(org: OrgFixture) -> None:
     with org.scope():
         SamlConnection.objects.create(organization=org.org, idp_entity_id="https://idp.example",
                                       idp_sso_url="https://idp.example/sso", idp_x509cert="x")
+
+
+def _oidc_connection(org: OrgFixture) -> None:
+    from station.identity import oidc_secret
+    from station.identity.models import OidcConnection
+
+    with org.scope():
+        row = OidcConnection.objects.create(
+            organization=org.org, issuer="https://login.example", client_id="c",
+            authorization_endpoint="https://login.example/a",
+            token_endpoint="https://login.example/t", jwks_uri="https://login.example/k")
+        oidc_secret.seal_onto(row, "s3cret-value")
+        row.save()
 
 
 def _publish_domain_token(org: OrgFixture) -> None:

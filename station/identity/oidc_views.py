@@ -1,0 +1,160 @@
+"""OIDC login for an org: the authorization-code flow with state, nonce and PKCE bound to the
+browser session, then the ID token verified by `station.identity.oidc` and the same JIT
+provisioning as SAML. Every outcome is audited in the org; the client secret is only ever
+sent to the token endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from audit import services as audit
+from station.identity import oidc, oidc_secret
+from station.identity.acs import _refuse, safe_path
+from station.identity.adapters import oidc_app_for_org
+from station.identity.models import OidcConnection
+from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sso_login
+from tenants import platform
+from tenants.authz import Principal
+from tenants.context import org_scope
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "station_oidc_pending"
+MAX_PENDING = 5
+STATE_TTL_SECONDS = 600
+
+
+def redirect_uri(org_slug: str) -> str:
+    """The callback to register at the IdP; from STATION_PUBLIC_URL, never the Host header."""
+    path = reverse("openid_connect_callback", kwargs={"provider_id": org_slug})
+    return f"{settings.PUBLIC_URL.rstrip('/')}{path}"
+
+
+def _connection(org_slug: str, request: HttpRequest) -> tuple[Any, OidcConnection, Any]:
+    org = platform.org_by_slug(org_slug)
+    found = oidc_app_for_org(org_slug) if org is not None else None
+    if org is None or found is None:
+        raise Http404("No single sign-on for this organization.")
+    app, connection = found
+    return org, connection, app.get_provider(request)
+
+
+@never_cache
+@require_GET
+def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
+    _org, connection, provider = _connection(provider_id, request)
+    state = secrets.token_urlsafe(32)
+    nonce = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(
+        hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    pending = dict(request.session.get(SESSION_KEY, {}))
+    pending[state] = {"org": provider_id, "nonce": nonce, "verifier": verifier,
+                      "next": safe_path(request.GET.get("next")), "at": time.time()}
+    request.session[SESSION_KEY] = dict(list(pending.items())[-MAX_PENDING:])
+    query = urlencode({
+        "response_type": "code", "client_id": connection.client_id,
+        "redirect_uri": redirect_uri(provider_id),
+        "scope": " ".join(provider.get_scope() or connection.scopes.split()),
+        "state": state, "nonce": nonce, "code_challenge": challenge,
+        "code_challenge_method": "S256"})
+    sep = "&" if "?" in connection.authorization_endpoint else "?"
+    return HttpResponseRedirect(f"{connection.authorization_endpoint}{sep}{query}")
+
+
+def _fail(request: HttpRequest, connection: OidcConnection, reason: str, detail: str,
+          message: str) -> HttpResponse:
+    logger.warning("OIDC login refused for org %s: %s (%s)", connection.organization_id,
+                   reason, detail)
+    audit.record("identity.sso_login_failed", actor=idp_principal(connection),
+                 target=connection, target_label=connection.issuer,
+                 changes={"reason": reason, "detail": detail[:500]})
+    return _refuse(request, message)
+
+
+@never_cache
+@require_GET
+def oidc_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
+    org, _connection_row, provider = _connection(provider_id, request)
+    with org_scope(org.id):
+        connection = OidcConnection.objects.filter(enabled=True).first()
+        if connection is None:
+            raise Http404("No single sign-on for this organization.")
+        outcome = _finish(request, connection, provider, provider_id)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        user, next_url = outcome
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session["station_sso_org"] = str(org.id)
+    return HttpResponseRedirect(next_url or f"/o/{provider_id}/")
+
+
+def _finish(request: HttpRequest, connection: OidcConnection, provider: Any,
+            org_slug: str) -> HttpResponse | tuple[Any, str | None]:
+    pending: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_KEY, {}))
+    state = pending.pop(request.GET.get("state", ""), None)
+    request.session[SESSION_KEY] = pending  # a state is used once, whatever happens next
+    if state is None or state.get("org") != org_slug:
+        return _fail(request, connection, "unknown_state", "state was not sent by this browser",
+                     "This sign-in was not started here; start again.")
+    if time.time() - float(state.get("at", 0)) > STATE_TTL_SECONDS:
+        return _fail(request, connection, "state_expired", "the login took too long",
+                     "This sign-in has expired; start again.")
+    if request.GET.get("error"):
+        return _fail(request, connection, "idp_error",
+                     f"{request.GET.get('error')}: {request.GET.get('error_description', '')}",
+                     "The identity provider did not sign you in.")
+    code = request.GET.get("code", "")
+    if not code:
+        return _fail(request, connection, "no_code", "callback without a code",
+                     "The identity provider's answer was incomplete; start again.")
+    try:
+        tokens = oidc.post_form(
+            connection.token_endpoint,
+            {"grant_type": "authorization_code", "code": code,
+             "redirect_uri": redirect_uri(org_slug), "code_verifier": state["verifier"]},
+            auth=(connection.client_id, oidc_secret.reveal(connection)), what="token endpoint")
+        id_token = tokens.get("id_token") if isinstance(tokens, dict) else None
+        if not isinstance(id_token, str):
+            raise oidc.OidcError("no_id_token", "the token response has no id_token")
+        jwks = oidc.get_json(connection.jwks_uri, "JWKS")
+        claims = oidc.verify_id_token(id_token, issuer=connection.issuer,
+                                      client_id=connection.client_id, nonce=state["nonce"],
+                                      jwks=jwks)
+    except oidc.OidcError as exc:
+        return _fail(request, connection, exc.reason, exc.detail,
+                     "The identity provider's answer was not accepted.")
+
+    email = claims.get("email") if claims.get("email_verified", True) is not False else ""
+    common = provider.extract_common_fields({"id_token": claims})
+    name = str(claims.get("name") or " ".join(
+        p for p in (common.get("first_name"), common.get("last_name")) if p))
+    groups = oidc.groups_from(claims, connection.groups_claim)
+    assertion = SsoAssertion(idp_entity_id=connection.issuer, subject=str(claims["sub"]),
+                             email=str(email or ""), name=name, groups=groups)
+    try:
+        with transaction.atomic():
+            result = sso_login(connection=connection, assertion=assertion)
+    except SsoRefused as exc:
+        return _fail(request, connection, exc.reason, f"subject {assertion.subject}",
+                     exc.message)
+    audit.record("identity.sso_login_succeeded", actor=Principal.for_user(result.user),
+                 target=result.membership, target_label=result.user.email,
+                 changes={"idp": connection.issuer, "subject": assertion.subject,
+                          "role": result.role, "protocol": "oidc", "groups": groups})
+    return result.user, state.get("next")
