@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import SESSION_KEY
-from django.contrib.sessions.models import Session
-from django.utils import timezone
-
+from station.accounts.sessions import end_all_sessions
 from station.identity.models import GroupRoleMapping, SamlConnection
 from station.scim.models import ScimGroup, ScimUser
 from tenants import services as tenant_services
@@ -56,14 +53,10 @@ def mapped_role(scim_user: ScimUser) -> str | None:
 
 
 def end_sessions_of(user_id: Any) -> int:
-    """Delete every live Django session of the user. Sessions are per person, not per org:
-    this signs them out of every org (the safe side); their other memberships are untouched."""
-    ended = 0
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        if session.get_decoded().get(SESSION_KEY) == str(user_id):
-            session.delete()
-            ended += 1
-    return ended
+    """End every session of the user (station.accounts: tracked ones by key, plus a scan for
+    untracked ones). Sessions are per person, not per org: this signs them out of every org
+    (the safe side); their other memberships are untouched."""
+    return end_all_sessions(user_id)
 
 
 def cut_access(actor: Principal, scim_user: ScimUser) -> dict[str, Any]:

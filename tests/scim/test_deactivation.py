@@ -54,6 +54,9 @@ def test_deactivation_ends_sessions_and_api_keys(scim_a, org_a, how):
     assert page.status_code == 302 and "/accounts/login" in page["Location"]
     assert not any(s.get_decoded().get("_auth_user_id") == str(user.pk)
                    for s in Session.objects.all())
+    from station.accounts.models import UserSession
+
+    assert not UserSession.objects.filter(user=user).exists()  # the sessions page agrees
     # Other people's sessions are untouched.
     assert bystander.get(f"/o/{org_a.org.slug}/environments/").status_code == 200
 
