@@ -171,3 +171,77 @@ def group_delete(request: OrgRequest, mapping_id: uuid.UUID) -> HttpResponse:
         "body": "Members of this group get the default role at their next sign-in.",
         "confirm_label": "Remove", "danger": True, "cancel_url": "console:sso-groups",
     })
+
+
+class OidcForm(forms.Form):
+    issuer = forms.CharField(required=False, max_length=1000, label="Issuer URL",
+                             help_text="e.g. https://acme.okta.com — https only.")
+    client_id = forms.CharField(required=False, max_length=500, label="Client id")
+    # Write-only: never rendered back into the page.
+    client_secret = forms.CharField(
+        required=False, max_length=1000, label="Client secret",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Kept sealed in the vault; leave blank to keep the stored one.")
+    discover = forms.BooleanField(
+        required=False, label="Read endpoints from the issuer's discovery document now",
+        help_text="Fetches <issuer>/.well-known/openid-configuration once, on save.")
+    authorization_endpoint = forms.CharField(required=False, max_length=2000)
+    token_endpoint = forms.CharField(required=False, max_length=2000)
+    jwks_uri = forms.CharField(required=False, max_length=2000, label="JWKS URI")
+    scopes = forms.CharField(required=False, max_length=500, initial="openid email profile")
+    groups_claim = forms.CharField(required=False, max_length=200, initial="groups",
+                                   help_text="The ID token claim that lists the groups.")
+    default_role = forms.ChoiceField(
+        required=False, choices=[("", "— refuse sign-in —"), *ROLE_CHOICES], initial="viewer",
+        help_text="Role for people none of whose groups is mapped.")
+    enabled = forms.BooleanField(required=False, initial=True)
+    enforce_sso = forms.BooleanField(
+        required=False, label="Enforce SSO",
+        help_text="Members cannot sign in with a password; owners keep an audited "
+                  "break-glass sign-in.")
+
+
+_OIDC_INITIAL = ("issuer", "client_id", "authorization_endpoint", "token_endpoint",
+                 "jwks_uri", "scopes", "groups_claim", "default_role", "enabled",
+                 "enforce_sso")
+
+
+@never_cache
+@org_view("org.manage")
+def oidc_setup(request: OrgRequest) -> HttpResponse:
+    from station.identity.models import OidcConnection
+    from station.identity.oidc_views import redirect_uri
+
+    connection = OidcConnection.objects.first()
+    initial = ({name: getattr(connection, name) for name in _OIDC_INITIAL}
+               if connection else None)
+    form = OidcForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.configure_oidc(actor=request.principal, org=request.org,
+                                    **form.cleaned_data)
+        except StationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, "OpenID Connect settings saved.")
+            return redirect("console:sso-oidc", org_slug=request.org.slug)
+    return render(request, "console/sso/oidc.html", {
+        "form": form, "connection": connection, "redirect_uri": redirect_uri(request.org.slug),
+    })
+
+
+@org_view("org.manage")
+def oidc_remove(request: OrgRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            services.remove_oidc(actor=request.principal, org=request.org)
+        except StationError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, "The OpenID Connect provider was removed.")
+        return redirect("console:sso-oidc", org_slug=request.org.slug)
+    return render(request, "console/confirm.html", {
+        "title": "Remove the OpenID Connect provider?",
+        "body": "Nobody can sign in through it any more; its SSO enforcement stops with it.",
+        "confirm_label": "Remove", "danger": True, "cancel_url": "console:sso-oidc",
+    })

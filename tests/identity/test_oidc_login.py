@@ -293,3 +293,37 @@ def test_client_secret_is_never_shown_logged_or_audited(
     assert all(CLIENT_SECRET not in text for text in texts)
     # Only an admin reads or changes it.
     assert oidc_org.client("developer").get("/api/v1/sso/oidc").status_code == 403
+
+
+def test_console_page_shows_redirect_uri_and_keeps_the_secret_write_only(
+        login: Any, org_a: OrgFixture, idp: LoopbackIdp) -> None:
+    client = login(org_a.owner)
+    page = client.get("/o/acme/sso/oidc/")
+    assert page.status_code == 200
+    assert f"{BASE}/accounts/oidc/acme/login/callback/".encode() in page.content
+    bad = client.post("/o/acme/sso/oidc/", {"issuer": "ftp://x", "client_id": CLIENT_ID,
+                                            "client_secret": CLIENT_SECRET, "discover": "on"})
+    assert bad.status_code == 200 and b"https://" in bad.content
+    assert CLIENT_SECRET.encode() not in bad.content  # not even echoed back on error
+    ok = client.post("/o/acme/sso/oidc/", {
+        "issuer": idp.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "discover": "on", "scopes": "openid email", "groups_claim": "groups",
+        "default_role": "viewer", "enabled": "on"})
+    assert ok.status_code == 302, ok.content
+    with org_a.scope():
+        assert OidcConnection.objects.get().jwks_uri == f"{idp.base}/jwks"
+    again = client.get("/o/acme/sso/oidc/")
+    assert b"client secret set" in again.content
+    assert CLIENT_SECRET.encode() not in again.content
+    # Saving settings without retyping the secret keeps it.
+    client.post("/o/acme/sso/oidc/", {"issuer": idp.issuer, "client_id": CLIENT_ID,
+                                      "default_role": "viewer", "enabled": "on",
+                                      "enforce_sso": "on"})
+    with org_a.scope():
+        row = OidcConnection.objects.get()
+        assert row.enforce_sso and row.has_secret
+
+
+def test_console_page_needs_org_manage(login: Any, org_a: OrgFixture) -> None:
+    dev = org_a.add_member("dev@acme.example", "developer").user
+    assert login(dev).get("/o/acme/sso/oidc/").status_code == 403
