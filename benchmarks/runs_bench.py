@@ -485,11 +485,15 @@ def _tool_calls(result: RunsResult, world: World, plan: RunsPlan) -> None:
                                                         "direct": direct_calls}
         for side in sides.values():
             side(max(plan.tool_calls // 5, 3))  # warm-up
+        # Pairs of calls, one per side, the order flipped every pair: load from elsewhere on
+        # the machine falls on both sides alike. A round is `tool_calls` pairs.
         got: dict[str, list[float]] = {"station": [], "direct": []}
-        for i in range(plan.tool_rounds):
-            round_ms: dict[str, list[float]] = {}
-            for name in (["station", "direct"] if i % 2 == 0 else ["direct", "station"]):
-                round_ms[name] = [s / 1e6 for s in sides[name](plan.tool_calls)]
+        for _ in range(plan.tool_rounds):
+            round_ms: dict[str, list[float]] = {"station": [], "direct": []}
+            for j in range(plan.tool_calls):
+                for name in (["station", "direct"] if j % 2 == 0 else ["direct", "station"]):
+                    round_ms[name] += [s / 1e6 for s in sides[name](1)]
+            for name in got:
                 got[name] += round_ms[name]
             result.tool_round_ratios.append(statistics.fmean(round_ms["station"])
                                             / statistics.fmean(round_ms["direct"]))
@@ -640,8 +644,8 @@ def markdown(r: RunsResult) -> list[str]:
       "mapping and conversion of the result to Station's `ToolResult`.")
     w("- **direct**: `await client.call_tool(\"noop\", {})` on an `mcp.Client`, timed inside "
       "the coroutine (no thread hop).")
-    w(f"- Warm-up, then {p.tool_rounds} rounds of {p.tool_calls} calls per side, order "
-      "alternating each round.\n")
+    w(f"- Warm-up, then {p.tool_rounds} rounds of {p.tool_calls} pairs of calls (one per "
+      "side, order flipped every pair, so load from elsewhere falls on both sides alike).\n")
     w("| side | calls | latency ms p50 / p99 / mean |")
     w("|---|---|---|")
     w(f"| Station `SessionPool.call` | {len(r.tool_station.samples)} | "
