@@ -214,8 +214,8 @@ def seed_rls(orgs: int, rows_per_org: int) -> RlsSeed:
     with psycopg.connect(**conninfo("bare"), autocommit=True) as conn:
         with conn.transaction():
             conn.execute(
-                "INSERT INTO tenants_organization (id, slug, name, created_at) "
-                "SELECT gen_random_uuid(), 'filler-' || g, 'Filler ' || g, now() "
+                "INSERT INTO tenants_organization (id, slug, name, created_at, require_mfa) "
+                "SELECT gen_random_uuid(), 'filler-' || g, 'Filler ' || g, now(), false "
                 "FROM generate_series(1, %s) AS g",
                 [orgs],
             )
