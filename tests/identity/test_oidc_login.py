@@ -327,3 +327,17 @@ def test_console_page_shows_redirect_uri_and_keeps_the_secret_write_only(
 def test_console_page_needs_org_manage(login: Any, org_a: OrgFixture) -> None:
     dev = org_a.add_member("dev@acme.example", "developer").user
     assert login(dev).get("/o/acme/sso/oidc/").status_code == 403
+
+
+def test_secret_survives_data_key_rotation(oidc_org: OrgFixture, idp: LoopbackIdp,
+                                           browser: Client) -> None:
+    from station.identity import oidc_secret
+    from station.vault import services as vault
+
+    with oidc_org.scope():
+        before = OidcConnection.objects.get().secret_data_key_id
+        vault.rotate_data_key(actor=SYSTEM, org=oidc_org.org)
+        row = OidcConnection.objects.get()
+        assert row.secret_data_key_id != before
+        assert oidc_secret.reveal(row) == CLIENT_SECRET
+    assert oidc_login(browser).status_code == 302
