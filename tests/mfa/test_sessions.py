@@ -25,6 +25,7 @@ def test_sign_in_records_browser_address_and_activity(org_a: Any, signed_in: Any
     page = client.get("/account/sessions/")
     assert page.status_code == 200
     assert b"198.51.100.4" in page.content and b"this browser" in page.content
+    assert b"Linux" in page.content
     # The page names sessions by id, never by the session key (the cookie).
     assert row.session_key.encode() not in page.content
 
