@@ -627,12 +627,19 @@ def markdown(r: RunsResult) -> list[str]:
     w("")
     if not ok:
         w("**Goal missed**, by design of what is compared: a raw task does nothing, while a "
-          "no-op run makes about a dozen committed transactions (start, claim, three steps, "
-          "finish, audit events, heartbeats) and opens and closes an MCP session (initialize "
-          "+ tool list + call + session delete) for its one tool call. The table above says "
+          "no-op run makes about a dozen committed transactions (start with its audit event, "
+          "claim, checkpoints, three steps, finish with its audit event) and opens and closes "
+          "an MCP session (initialize + tool list + call + session delete) for its one tool "
+          "call. The table above says "
           "which part dominates; the MCP session per run is held for the run's length by "
           "design (`station/runs/mcp_pool.py`), so pooling sessions across runs of the same "
           "server is the lever if this matters, not Celery.\n")
+    w("This figure found two bugs in `station/runs/lifecycle.py`, fixed before this run: "
+      "every finished run re-sent the org's oldest queued runs although their first message "
+      "was still on its way (a burst of 30 runs executed 92 extra no-op tasks), and the claim "
+      "locked the run's agent, version and environment rows too, so it deadlocked with a "
+      "`start_run` of the same agent and left a run queued "
+      "(`tests/runs/test_slot_dispatch.py`, `tests/runs/test_claim_locks.py`).\n")
     w("## Figure 4 — one MCP tool call: Station's path vs the SDK directly\n")
     w("**Method.** In the benchmark process, both clients hold a warm session to the same "
       "server process (`benchmarks/mcp_server.py`, streamable HTTP on 127.0.0.1), both with "
