@@ -7,6 +7,7 @@ import uuid
 from typing import cast
 
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -30,16 +31,17 @@ def session_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def session_revoke(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     user = cast(User, request.user)
-    current = sessions.active_sessions(user.pk)
-    was_current = any(s.pk == session_id and s.session_key == request.session.session_key
-                      for s in current)
+    if any(s.pk == session_id and s.session_key == request.session.session_key
+           for s in sessions.active_sessions(user.pk)):
+        # This browser: a normal sign-out (deleting the row under the live request would make
+        # the session middleware fail to save it).
+        logout(request)
+        return redirect("account_login")
     try:
         services.revoke_own_session(user=user, session_id=session_id)
     except StationError as exc:
         messages.error(request, exc.detail)
         return redirect("console:account-sessions")
-    if was_current:
-        return redirect("account_login")
     messages.success(request, "That session was signed out. It stops working on its next "
                               "request.")
     return redirect("console:account-sessions")

@@ -7,6 +7,7 @@ import uuid
 from allauth.mfa.models import Authenticator
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -58,6 +59,10 @@ def member_sign_out(request: OrgRequest, membership_id: uuid.UUID) -> HttpRespon
         except StationError as exc:
             messages.error(request, exc.detail)
         else:
+            if membership.user_id == request.user.pk:
+                # Our own session row is gone: end this request's session cleanly too.
+                logout(request)
+                return redirect("account_login")
             messages.success(request, f"{membership.user.email} was signed out everywhere "
                                       f"({ended} session{'s' if ended != 1 else ''} ended).")
         return redirect("console:members", org_slug=request.org.slug)

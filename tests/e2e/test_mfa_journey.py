@@ -70,9 +70,11 @@ def test_enrol_totp_sign_out_and_sign_in_with_a_code(page, live_server, console_
     page.get_by_label("Password").fill(console_org.password)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(r"/accounts/2fa/authenticate/$"))
+    expect(page.locator("body")).to_contain_text("recovery codes")
+    screenshot(page, "mfa-authenticate")
     _next_window()
     page.get_by_label("Code").fill(_code(secret))
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(r"/o/acme/environments/$"))
 
     page.get_by_role("link", name="Sessions").click()

@@ -118,3 +118,39 @@ def test_untracked_sessions_are_ended_too(org_a: Any, member: Any, signed_in: An
 
     assert sessions.end_all_sessions(dev_user.pk) == 1
     assert old.get(f"/o/{org_a.org.slug}/environments/").status_code == 302
+
+
+def test_revoking_this_browser_signs_it_out(org_a: Any, signed_in: Any) -> None:
+    client = signed_in(org_a.owner)
+    row = UserSession.objects.get(session_key=client.session.session_key)
+    response = client.post(f"/account/sessions/{row.pk}/revoke/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/"
+    assert client.get(f"/o/{org_a.org.slug}/environments/").status_code == 302
+    assert not UserSession.objects.filter(user=org_a.owner).exists()
+
+
+def test_admin_signing_themselves_out_everywhere(org_a: Any, signed_in: Any) -> None:
+    other_device = signed_in(org_a.owner)
+    admin = signed_in(org_a.owner)
+    with org_a.scope():
+        from tenants.models import Membership
+
+        own = Membership.objects.get(user=org_a.owner)
+    response = admin.post(f"/o/{org_a.org.slug}/members/{own.pk}/sign-out/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    for device in (admin, other_device):
+        assert device.get(f"/o/{org_a.org.slug}/environments/").status_code == 302
+
+
+def test_a_revoked_browser_that_writes_its_session_is_still_out(
+    org_a: Any, signed_in: Any
+) -> None:
+    """Even a request that changes session data cannot bring a revoked session back."""
+    from station.accounts import sessions
+
+    phone = signed_in(org_a.owner)
+    sessions.end_all_sessions(org_a.owner.pk)
+    response = phone.post("/accounts/login/", {"login": org_a.owner.email, "password": "x"})
+    assert response.status_code == 200
+    assert phone.get(f"/o/{org_a.org.slug}/environments/").status_code == 302
