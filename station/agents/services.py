@@ -127,7 +127,9 @@ def publish_agent(*, actor: Principal, agent: Agent, note: str = "") -> AgentVer
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         raise InvalidInput.field("note", f"Text of at most {MAX_NOTE} characters.")
     # Serialize publishes of one agent: version numbers are handed out under this lock.
-    locked = Agent.objects.select_for_update().select_related("environment").get(pk=agent.pk)
+    # of=self: locking the joined environment too would deadlock with run starts.
+    locked = (Agent.objects.select_for_update(of=("self",)).select_related("environment")
+              .get(pk=agent.pk))
     definition = json.loads(canonical_json(locked.definition()))
     # A version must be runnable as published: the provider and tools must still exist.
     raise_if_any(check_definition(locked.environment, definition))

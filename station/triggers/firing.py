@@ -43,7 +43,8 @@ def fire(*, schedule_id: str, fire_time: datetime) -> dict[str, object]:
     from station.triggers.services import drop_periodic_task
 
     with transaction.atomic():
-        schedule = (Schedule.objects.select_for_update().select_related("agent", "environment")
+        schedule = (Schedule.objects.select_for_update(of=("self",))
+                    .select_related("agent", "environment")
                     .filter(pk=schedule_id).first())
         if schedule is None:
             # Deleted (or its org is gone): the beat entry is an orphan; remove it.
