@@ -51,7 +51,7 @@ INSTALLED_APPS = [
     "frontend",
     "allauth",
     "allauth.account",
-    # TOTP and recovery codes; Station's MFA policy and sessions live in station.accounts.
+    # TOTP, recovery codes, WebAuthn; Station's MFA policy and sessions: station.accounts.
     "allauth.mfa",
     # SAML SSO per org (station.identity feeds the provider its per-org configuration).
     "allauth.socialaccount",
@@ -189,10 +189,11 @@ SOCIALACCOUNT_ADAPTER = "station.identity.adapters.StationSocialAccountAdapter"
 # SSO users are created by station.identity.provisioning, never by allauth's social sign-up.
 SOCIALACCOUNT_AUTO_SIGNUP = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
-# MFA (allauth.mfa): TOTP and recovery codes; orgs may require it (station.accounts).
+# MFA (allauth.mfa): TOTP, recovery codes and WebAuthn security keys (https, or
+# http://localhost); orgs may require MFA (station.accounts).
 # Failed codes share allauth's "login_failed" limit, keyed per account (mfa-auth-user-<id>)
 # and per IP. See docs/mfa-and-sessions.md.
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_ISSUER = "Station"
 MFA_FORMS = {"authenticate": "station.accounts.forms.AuditedAuthenticateForm"}
 LOGIN_REDIRECT_URL = "/"
