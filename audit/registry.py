@@ -15,6 +15,10 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "member.role_changed": "A member's role changed",
         "member.environment_role_set": "A member's role in one environment was narrowed or reset",
         "member.removed": "A member was removed from the organization",
+        "role.created": "A custom role was defined with a set of permissions",
+        "role.updated": "A custom role's permissions or description changed (holders have the "
+        "new set from their next request)",
+        "role.deleted": "A custom role that nobody held any more was deleted",
         "apikey.created": "An API key was created",
         "apikey.revoked": "An API key was revoked",
         "apikey.deleted": "An API key was deleted with the environment it was bound to",

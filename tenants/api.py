@@ -15,10 +15,10 @@ from rest_framework.views import APIView
 from station.api.permissions import HasOrgPermission
 from station.api.viewsets import OrgScopedViewSet
 from station.core.errors import NotFound
-from tenants import services
+from tenants import roles, services
 from tenants.authz import Principal, effective_permissions
 from tenants.models import ApiKey, Environment, Membership, Organization
-from tenants.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLES
+from tenants.permissions import PERMISSIONS
 
 # --- serializers ------------------------------------------------------------------------------
 
@@ -56,26 +56,48 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
         return {er.environment.slug: er.role for er in obj.environment_roles.all()}
 
 
+_ROLE_HELP = "A built-in role or one of the organization's custom roles (GET /api/v1/roles)"
+
+
 class InviteSerializer(serializers.Serializer[Any]):
     email = serializers.EmailField()
-    role = serializers.ChoiceField(choices=list(ROLES))
+    role = serializers.CharField(max_length=64, help_text=_ROLE_HELP)
 
 
 class RoleChangeSerializer(serializers.Serializer[Any]):
-    role = serializers.ChoiceField(choices=list(ROLES))
+    role = serializers.CharField(max_length=64, help_text=_ROLE_HELP)
 
 
 class EnvironmentRoleSerializer(serializers.Serializer[Any]):
     environment = serializers.SlugField(help_text="Environment slug")
-    role = serializers.ChoiceField(choices=list(ROLES), allow_null=True,
-                                   help_text="Role in that environment; null removes it")
+    role = serializers.CharField(max_length=64, allow_null=True,
+                                 help_text="Role in that environment; null removes it. "
+                                           + _ROLE_HELP)
 
 
 class RoleSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
     description = serializers.CharField()
     permissions = serializers.ListField(child=serializers.CharField())
-    built_in = serializers.BooleanField()
+    built_in = serializers.BooleanField(help_text="Built-in roles are read-only")
+    created_at = serializers.DateTimeField(allow_null=True, help_text="null for built-in roles")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="null for built-in roles")
+
+
+class RoleCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=50, help_text="Lowercase letters, digits and "
+                                 "hyphens; not a built-in role's name. Cannot be changed later.")
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    permissions = serializers.ListField(child=serializers.CharField(), allow_empty=True,
+                                        help_text="Permission names (GET /api/v1/roles/"
+                                                  "permissions)")
+
+
+class RoleUpdateSerializer(serializers.Serializer[Any]):
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    permissions = serializers.ListField(child=serializers.CharField(), required=False,
+                                        allow_empty=True,
+                                        help_text="The complete new set (replaces the old one)")
 
 
 class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
@@ -86,8 +108,8 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "environment", "created_by", "created_at",
-                  "expires_at", "revoked_at", "last_used_at"]
+        fields = ["id", "name", "prefix", "scopes", "role", "environment", "created_by",
+                  "created_at", "expires_at", "revoked_at", "last_used_at"]
         read_only_fields = fields
 
 
@@ -95,7 +117,9 @@ class ApiKeyCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
     scopes = serializers.ListField(child=serializers.CharField(), required=False,
                                    help_text="Permission strings; or give `role` instead")
-    role = serializers.ChoiceField(choices=list(ROLES), required=False)
+    role = serializers.CharField(max_length=64, required=False,
+                                 help_text=_ROLE_HELP + ". A custom role's key holds that role's "
+                                 "permissions as they are at each request.")
     environment = serializers.SlugField(required=False, allow_null=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -277,36 +301,73 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
         return Response(MemberSerializer(self.get_object()).data)
 
 
+@extend_schema_view(
+    list=extend_schema(responses=RoleSerializer(many=True),
+                       summary="Built-in and custom roles with their permissions"),
+    retrieve=extend_schema(responses=RoleSerializer, summary="One role, by name"),
+    create=extend_schema(request=RoleCreateSerializer, responses={201: RoleSerializer},
+                         summary="Create a custom role"),
+    partial_update=extend_schema(
+        request=RoleUpdateSerializer, responses=RoleSerializer,
+        summary="Change a custom role (holders get the new permissions on their next request; "
+                "built-in roles are read-only: 409)"),
+    destroy=extend_schema(responses={204: None},
+                          summary="Delete a custom role (409 while anyone or any key holds it)"),
+)
 class RoleViewSet(OrgScopedViewSet):
-    """Built-in roles and their permissions (read-only)."""
+    """Roles by name: built-in (read-only) and the organization's custom roles."""
 
     serializer_class = RoleSerializer
-    permission_map = {"list": "roles.read", "retrieve": "roles.read"}
+    http_method_names = ["get", "post", "patch", "delete"]
+    permission_map = {
+        "list": "roles.read", "retrieve": "roles.read", "permissions": "roles.read",
+        "create": "roles.manage", "partial_update": "roles.manage", "destroy": "roles.manage",
+    }
     pagination_class = None
-    lookup_value_regex = "[a-z_]+"
+    lookup_value_regex = "[a-z0-9_-]+"
 
     @staticmethod
-    def _role(name: str) -> dict[str, Any]:
-        return {"name": name, "description": ROLE_DESCRIPTIONS[name],
-                "permissions": sorted(ROLES[name]), "built_in": True}
+    def _body(role: roles.RoleInfo) -> dict[str, Any]:
+        return {"name": role.name, "description": role.description,
+                "permissions": sorted(role.permissions), "built_in": role.built_in,
+                "created_at": role.created_at, "updated_at": role.updated_at}
 
-    @extend_schema(responses=RoleSerializer(many=True))
+    def _named(self, name: str) -> dict[str, Any]:
+        role = roles.get_role(self.org, name)
+        if role is None:
+            raise NotFound("No such role in this organization.")
+        return self._body(role)
+
     def list(self, request: Request) -> Response:
-        return Response([self._role(name) for name in ROLES])
+        return Response([self._body(r) for r in roles.list_roles(self.org)])
 
-    @extend_schema(responses=RoleSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
-        if pk not in ROLES:
-            raise NotFound(f"No role {pk!r}.")
-        return Response(self._role(pk))
+        return Response(self._named(pk))
 
-    @extend_schema(responses={200: OpenApiResponse(description="permission → description")})
+    def create(self, request: Request) -> Response:
+        def _create() -> Response:
+            data = _validated(RoleCreateSerializer, request.data)
+            role = services.create_custom_role(actor=self.principal, org=self.org, **data)
+            return Response(self._named(role.name), status=status.HTTP_201_CREATED)
+
+        return self.idempotent_create(request, _create)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        data = _validated(RoleUpdateSerializer, request.data)
+        role = services.update_custom_role(actor=self.principal, org=self.org, name=pk, **data)
+        return Response(self._named(role.name))
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.delete_custom_role(actor=self.principal, org=self.org, name=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: OpenApiResponse(description="permission → description")},
+                   summary="The permission registry (what a custom role may hold)")
     @action(detail=False, methods=["get"])
     def permissions(self, request: Request) -> Response:
         return Response(dict(PERMISSIONS))
 
 
-RoleViewSet.permission_map["permissions"] = "roles.read"
 
 
 @extend_schema_view(

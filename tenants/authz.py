@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from station.core.errors import AccessDenied
-from tenants.permissions import BOUND_KEY_PERMISSIONS, check_permission_name, role_permissions
+from tenants import roles
+from tenants.permissions import BOUND_KEY_PERMISSIONS, ROLES, check_permission_name
 
 if TYPE_CHECKING:
     from tenants.models import ApiKey, Environment, Organization, User
@@ -28,6 +29,9 @@ class Principal:
     # For an API key: its creator's (org role, role in the key's environment), read with the
     # key in the same query at authentication, i.e. current as of this request.
     creator_roles: tuple[str | None, str | None] | None = field(default=None, repr=False)
+    # Custom role name → its permissions, read in that same query (the creator's roles and
+    # the key's own role), so custom roles need no second query either.
+    known_roles: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[uuid.UUID, uuid.UUID | None], frozenset[str]] = field(
         default_factory=dict, repr=False
     )
@@ -38,9 +42,11 @@ class Principal:
 
     @classmethod
     def for_api_key(
-        cls, key: ApiKey, creator_roles: tuple[str | None, str | None] | None = None
+        cls, key: ApiKey, creator_roles: tuple[str | None, str | None] | None = None,
+        known_roles: dict[str, frozenset[str]] | None = None,
     ) -> Principal:
-        return cls(kind="api_key", api_key=key, label=key.display, creator_roles=creator_roles)
+        return cls(kind="api_key", api_key=key, label=key.display, creator_roles=creator_roles,
+                   known_roles=dict(known_roles or {}))
 
     @classmethod
     def for_run(cls, run_id: uuid.UUID, agent_name: str = "") -> Principal:
@@ -64,11 +70,26 @@ class Principal:
         return None
 
 
-def _permissions_of_roles(role: str | None, narrowed: str | None) -> frozenset[str]:
+def _role_permissions(
+    org_id: uuid.UUID, role: str, known: dict[str, frozenset[str]] | None = None
+) -> frozenset[str]:
+    """Built-in roles from code (no query); custom roles as read with the key at
+    authentication when available, else from the database now."""
+    if role in ROLES:
+        return ROLES[role]
+    if known is not None and role in known:
+        return known[role]
+    return roles.permissions_of(org_id, role)
+
+
+def _permissions_of_roles(
+    org_id: uuid.UUID, role: str | None, narrowed: str | None,
+    known: dict[str, frozenset[str]] | None = None,
+) -> frozenset[str]:
     if role is None:
         return frozenset()
-    perms = role_permissions(role)
-    return perms & role_permissions(narrowed) if narrowed is not None else perms
+    perms = _role_permissions(org_id, role, known)
+    return perms & _role_permissions(org_id, narrowed, known) if narrowed is not None else perms
 
 
 def _member_permissions(
@@ -90,7 +111,7 @@ def _member_permissions(
             .values_list("role", flat=True)
             .first()
         )
-    return _permissions_of_roles(membership.role, narrowed)
+    return _permissions_of_roles(org_id, membership.role, narrowed)
 
 
 def effective_permissions(
@@ -118,15 +139,19 @@ def effective_permissions(
             perms = frozenset()
         else:
             perms = frozenset(key.scopes)
+            if key.role and key.role not in ROLES:
+                # A custom role's key holds what the role holds now, not at creation.
+                perms = _role_permissions(org_id, key.role, principal.known_roles)
             if key.environment_id is not None:
                 perms &= BOUND_KEY_PERMISSIONS
             if key.creator_kind == "user" and key.created_by_id is None:
                 perms = frozenset()  # the creating account is gone: so is the key's power
             elif key.created_by_id is not None:
                 # Never wider than the creator's permissions now, not at creation time.
-                roles = principal.creator_roles
-                if roles is not None and env_id in (None, key.environment_id):
-                    perms &= _permissions_of_roles(*roles)
+                creator_roles = principal.creator_roles
+                if creator_roles is not None and env_id in (None, key.environment_id):
+                    perms &= _permissions_of_roles(org_id, *creator_roles,
+                                                   principal.known_roles)
                 else:
                     perms &= _member_permissions(
                         key.created_by_id, org_id, env_id or key.environment_id

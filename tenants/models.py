@@ -155,6 +155,30 @@ class EnvironmentRole(TenantModel):
         return f"{self.role} in environment {self.environment_id}"
 
 
+class CustomRole(TenantModel):
+    """An org-defined role: a named set of permissions from the registry. Its name is unique in
+    the org, never a built-in role's name, and fixed once created (memberships, narrowings,
+    keys and IdP group mappings refer to roles by name)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=50, validators=[slug_validator])
+    description = models.CharField(max_length=500, blank=True)
+    permissions = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TenantModel.Meta):
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            *TenantModel.Meta.constraints,
+            models.UniqueConstraint(fields=["organization", "name"],
+                                    name="uniq_custom_role_name_per_org"),
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ApiKey(TenantModel):
     """An org API key. Only a keyed hash of its secret and its last four characters are kept."""
 
@@ -164,6 +188,9 @@ class ApiKey(TenantModel):
     secret_hash = models.CharField(max_length=64)
     last_four = models.CharField(max_length=4)
     scopes = models.JSONField(default=list)
+    # The role the key was created with, if any. A custom role's permissions are read at use
+    # time (editing the role changes the key); a built-in role's are `scopes`.
+    role = models.CharField(max_length=64, blank=True, default="", db_default="")
     environment = models.ForeignKey(
         Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )

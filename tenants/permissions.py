@@ -14,6 +14,7 @@ PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
         "members.read": "List members and their roles",
         "members.manage": "Invite and remove members, change their roles",
         "roles.read": "List roles and their permissions",
+        "roles.manage": "Create, edit and delete the organization's custom roles",
         "apikeys.read": "List API keys (never their secrets)",
         "apikeys.manage": "Create and revoke API keys",
         "audit.read": "Read and export the audit log",
@@ -91,4 +92,6 @@ def check_permission_name(permission: str) -> str:
 
 
 def role_permissions(role: str) -> frozenset[str]:
+    """A built-in role's permissions (empty for any other name). Custom roles live in the
+    database: use `tenants.roles.permissions_of(org_id, role)` for any role name."""
     return ROLES.get(role, frozenset())

@@ -7,15 +7,17 @@ Row-level security still applies: these helpers set a transaction-local lookup k
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 
 from tenants.context import no_org_scope
+from tenants.roles import clean_stored
 
 if TYPE_CHECKING:
     from tenants.models import ApiKey
@@ -65,6 +67,9 @@ class AuthenticatedKey:
     key: ApiKey
     creator_role: str | None  # the creator's org role now (None unless an active member)
     creator_env_role: str | None  # the creator's role in the key's environment, if narrowed
+    # Custom role name → permissions, for whichever of the creator's roles and the key's own
+    # role are custom roles of the org (built-in roles are resolved in code).
+    custom_roles: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def enter_org_of_api_key(key_id: str) -> AuthenticatedKey | None:
@@ -82,7 +87,8 @@ def enter_org_of_api_key(key_id: str) -> AuthenticatedKey | None:
         raise RuntimeError("enter_org_of_api_key() must run inside a transaction.")
     with no_org_scope(), connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (r.api_key).*, r.creator_role, r.creator_env_role "
+            "SELECT (r.api_key).*, r.creator_role, r.creator_env_role, "
+            "r.creator_role_permissions, r.creator_env_role_permissions, r.key_role_permissions "
             "FROM station_enter_org_of_api_key(%s) r",
             [key_id],
         )
@@ -99,7 +105,22 @@ def enter_org_of_api_key(key_id: str) -> AuthenticatedKey | None:
     ]
     key = ApiKey.from_db(connection.alias, [f.attname for f in fields], values)
     context.activate_in_database(key.organization_id)
-    return AuthenticatedKey(key, by_column["creator_role"], by_column["creator_env_role"])
+    custom_roles = {
+        name: clean_stored(_json(perms))
+        for name, perms in (
+            (by_column["creator_role"], by_column["creator_role_permissions"]),
+            (by_column["creator_env_role"], by_column["creator_env_role_permissions"]),
+            (key.role, by_column["key_role_permissions"]),
+        )
+        if name and perms is not None
+    }
+    return AuthenticatedKey(key, by_column["creator_role"], by_column["creator_env_role"],
+                            custom_roles)
+
+
+def _json(value: object) -> object:
+    # psycopg decodes jsonb already; a driver handing back text is decoded here.
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def all_org_ids() -> list[uuid.UUID]:

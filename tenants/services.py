@@ -18,13 +18,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
-from station.core.errors import AccessDenied, Conflict, InvalidInput
-from tenants import apikeys, platform
+from station.core.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from tenants import apikeys, platform, roles
 from tenants.authz import Principal, authorize, effective_permissions
 from tenants.context import org_scope
 from tenants.models import (
     DEFAULT_ENVIRONMENTS,
     ApiKey,
+    CustomRole,
     Environment,
     EnvironmentRole,
     Membership,
@@ -32,7 +33,7 @@ from tenants.models import (
     User,
     slug_validator,
 )
-from tenants.permissions import OWNER_ROLE, PERMISSIONS, ROLES, role_permissions
+from tenants.permissions import OWNER_ROLE, PERMISSIONS
 
 
 def _validate_slug(field: str, slug: str) -> str:
@@ -52,10 +53,13 @@ def _validate_name(field: str, name: str) -> str:
     return name
 
 
-def _validate_role(role: str, field: str = "role") -> str:
-    if role not in ROLES:
-        raise InvalidInput.field(field, f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
-    return role
+def _validate_role(org: Organization | uuid.UUID, role: str, field: str = "role") -> str:
+    """A built-in role or one of this org's custom roles (tenants.roles)."""
+    return roles.validate_role(org, role, field, lock=True)
+
+
+def role_permissions(org: Organization | uuid.UUID, role: str | None) -> frozenset[str]:
+    return roles.permissions_of(org, role)
 
 
 def _ensure_can_grant(
@@ -199,8 +203,8 @@ def _lock_owners() -> int:
 @transaction.atomic
 def invite_member(*, actor: Principal, org: Organization, email: str, role: str) -> Membership:
     authorize(actor, "members.manage", org)
-    _validate_role(role)
-    _ensure_can_grant(actor, org, role_permissions(role))
+    _validate_role(org, role)
+    _ensure_can_grant(actor, org, role_permissions(org, role))
     user, _ = _get_or_create_user(email)
     if Membership.objects.filter(user=user).exists():
         raise Conflict(f"{user.email} is already a member.",
@@ -232,13 +236,13 @@ def _send_invitation(email: str, org_name: str) -> None:
 def change_member_role(*, actor: Principal, membership: Membership, role: str) -> Membership:
     org_id = membership.organization_id
     authorize(actor, "members.manage", org_id)
-    _validate_role(role)
+    _validate_role(org_id, role)
     before = membership.role
     if before == role:
         return membership
     org = membership.organization
     # Both the role given and the role taken away must be within the actor's own powers.
-    _ensure_can_grant(actor, org, role_permissions(role) | role_permissions(before))
+    _ensure_can_grant(actor, org, role_permissions(org, role) | role_permissions(org, before))
     if before == OWNER_ROLE and _lock_owners() <= 1:
         raise Conflict("The last owner cannot be demoted; make someone else owner first.",
                        errors={"role": ["This member is the organization's last owner."]})
@@ -261,9 +265,9 @@ def set_environment_role(
     if actor.user is not None and membership.user_id == actor.user.pk:
         raise AccessDenied("members.manage", "You cannot change your own environment role.")
     if role is not None:
-        _validate_role(role)
+        _validate_role(org, role)
     # Narrowing takes permissions away: like a role change, only within the actor's own.
-    _ensure_can_grant(actor, org, role_permissions(membership.role), environment)
+    _ensure_can_grant(actor, org, role_permissions(org, membership.role), environment)
     existing = (
         EnvironmentRole.objects.filter(membership=membership, environment=environment).first()
     )
@@ -287,13 +291,138 @@ def set_environment_role(
 def remove_member(*, actor: Principal, membership: Membership) -> None:
     org = membership.organization
     authorize(actor, "members.manage", org)
-    _ensure_can_grant(actor, org, role_permissions(membership.role))
+    _ensure_can_grant(actor, org, role_permissions(org, membership.role))
     if membership.role == OWNER_ROLE and _lock_owners() <= 1:
         raise Conflict("The last owner cannot be removed; make someone else owner first.")
     audit.record("member.removed", actor=actor, target=membership,
                  target_label=membership.user.email,
                  changes={"email": membership.user.email, "role": membership.role})
     membership.delete()
+
+
+# --- custom roles -----------------------------------------------------------------------------
+
+
+def _validate_permissions(permissions: object) -> list[str]:
+    if not isinstance(permissions, list | tuple | set | frozenset) or not all(
+        isinstance(p, str) for p in permissions
+    ):
+        raise InvalidInput.field("permissions", "Give a list of permission names.")
+    unknown = sorted(set(permissions) - set(PERMISSIONS))
+    if unknown:
+        raise InvalidInput.field("permissions", f"Unknown permissions: {', '.join(unknown)}.")
+    if not permissions:
+        raise InvalidInput.field("permissions", "A role needs at least one permission.")
+    return sorted(set(permissions))
+
+
+def _validate_description(description: str) -> str:
+    description = (description or "").strip()
+    if len(description) > 500:
+        raise InvalidInput.field("description", "Use at most 500 characters.")
+    return description
+
+
+def _editable_role(name: str) -> CustomRole:
+    """The org's custom role `name`; built-in roles are read-only (409), others 404."""
+    if roles.is_built_in(name):
+        raise Conflict(f"The built-in role {name!r} is read-only; create a custom role instead.")
+    role = CustomRole.objects.select_for_update().filter(name=name).first()
+    if role is None:
+        raise NotFound("No such role in this organization.")
+    return role
+
+
+@transaction.atomic
+def create_custom_role(
+    *, actor: Principal, org: Organization, name: str, permissions: list[str],
+    description: str = "",
+) -> CustomRole:
+    authorize(actor, "roles.manage", org)
+    name = (name or "").strip()
+    _validate_slug("name", name)
+    if roles.is_built_in(name):
+        raise InvalidInput.field("name", f"{name!r} is a built-in role; choose another name.")
+    perms = _validate_permissions(permissions)
+    description = _validate_description(description)
+    # Defining a role is granting it: only permissions the actor holds.
+    _ensure_can_grant(actor, org, frozenset(perms))
+    if CustomRole.objects.filter(name=name).exists():
+        raise Conflict(f"A role named {name!r} already exists.",
+                       errors={"name": ["This name is taken in this organization."]})
+    role = CustomRole.objects.create(name=name, description=description, permissions=perms)
+    audit.record("role.created", actor=actor, target=role,
+                 changes={"name": name, "description": description, "permissions": perms})
+    return role
+
+
+@transaction.atomic
+def update_custom_role(
+    *, actor: Principal, org: Organization, name: str, permissions: list[str] | None = None,
+    description: str | None = None,
+) -> CustomRole:
+    """Change a custom role's permissions and/or description. Everyone holding the role, and
+    keys made by or with it, hold the new set from their next request."""
+    authorize(actor, "roles.manage", org)
+    role = _editable_role(name)
+    changes: dict[str, object] = {}
+    before_perms = sorted(roles.clean_stored(role.permissions))
+    if permissions is not None:
+        perms = _validate_permissions(permissions)
+        if perms != before_perms:
+            # Both what is added and what is taken away must be within the actor's powers.
+            _ensure_can_grant(actor, org, frozenset(perms) | frozenset(before_perms))
+            changes["permissions"] = {
+                "added": sorted(set(perms) - set(before_perms)),
+                "removed": sorted(set(before_perms) - set(perms)),
+            }
+            role.permissions = perms
+    if description is not None:
+        description = _validate_description(description)
+        if description != role.description:
+            changes["description"] = audit.change(role.description, description)
+            role.description = description
+    if not changes:
+        return role
+    role.updated_at = timezone.now()
+    role.save(update_fields=["permissions", "description", "updated_at"])
+    audit.record("role.updated", actor=actor, target=role, changes=changes)
+    return role
+
+
+def role_assignments(name: str) -> dict[str, int]:
+    """Where the current org still uses a role name, by kind (zero counts left out)."""
+    from station.identity.models import GroupRoleMapping, OidcConnection, SamlConnection
+
+    now = timezone.now()
+    counts = {
+        "members": Membership.objects.filter(role=name).count(),
+        "environment roles": EnvironmentRole.objects.filter(role=name).count(),
+        "API keys": ApiKey.objects.filter(role=name, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).count(),
+        "IdP group mappings": GroupRoleMapping.objects.filter(role=name).count(),
+        "SSO default roles": SamlConnection.objects.filter(default_role=name).count()
+        + OidcConnection.objects.filter(default_role=name).count(),
+    }
+    return {kind: n for kind, n in counts.items() if n}
+
+
+@transaction.atomic
+def delete_custom_role(*, actor: Principal, org: Organization, name: str) -> None:
+    authorize(actor, "roles.manage", org)
+    role = _editable_role(name)
+    _ensure_can_grant(actor, org, roles.clean_stored(role.permissions))
+    # Assigning services lock the role row too (roles.validate_role(lock=True)), so an
+    # assignment racing this deletion is either counted here or refused there.
+    in_use = role_assignments(name)
+    if in_use:
+        listed = ", ".join(f"{n} {kind}" for kind, n in in_use.items())
+        raise Conflict(f"The role {name!r} is still assigned ({listed}); reassign them first.",
+                       errors={"name": [f"Still assigned: {listed}."]})
+    audit.record("role.deleted", actor=actor, target=role,
+                 changes={"name": role.name, "description": role.description,
+                          "permissions": sorted(roles.clean_stored(role.permissions))})
+    role.delete()
 
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -305,13 +434,15 @@ class CreatedApiKey:
     plaintext: str  # shown once, never stored
 
 
-def _resolve_scopes(scopes: list[str] | None, role: str | None) -> frozenset[str]:
+def _resolve_scopes(
+    org: Organization, scopes: list[str] | None, role: str | None
+) -> frozenset[str]:
     if scopes is None and role is None:
         raise InvalidInput.field("scopes", "Give either scopes or a role.")
     if scopes is not None and role is not None:
         raise InvalidInput.field("scopes", "Give either scopes or a role, not both.")
     if role is not None:
-        return role_permissions(_validate_role(role))
+        return role_permissions(org, _validate_role(org, role))
     assert scopes is not None
     unknown = sorted(set(scopes) - set(PERMISSIONS))
     if unknown:
@@ -334,7 +465,7 @@ def create_api_key(
 ) -> CreatedApiKey:
     authorize(actor, "apikeys.manage", org)
     name = _validate_name("name", name)
-    wanted = _resolve_scopes(scopes, role)
+    wanted = _resolve_scopes(org, scopes, role)
     if actor.kind != "system":
         _ensure_can_grant(actor, org, wanted)
     if expires_at is not None and expires_at <= timezone.now():
@@ -358,6 +489,7 @@ def create_api_key(
         secret_hash=apikeys.hash_secret(generated.secret),
         last_four=generated.last_four,
         scopes=sorted(wanted),
+        role=role or "",
         environment=environment,
         created_by=creator,
         creator_kind=creator_kind,
@@ -367,6 +499,7 @@ def create_api_key(
     audit.record("apikey.created", actor=actor, target=key, target_label=key.display,
                  environment_id=environment.pk if environment else None,
                  changes={"name": name, "scopes": sorted(wanted),
+                          **({"role": role} if role else {}),
                           "environment": environment.slug if environment else None,
                           "expires_at": expires_at})
     return CreatedApiKey(key, generated.plaintext)

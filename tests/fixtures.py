@@ -135,7 +135,8 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
     """One environment, member, environment role, API key, secret, variable, MCP server, tool,
     model provider, agent with a published version, tool policy, schedule, inbound and outbound
     webhooks, a webhook delivery, a run held on a tool call (with a step and the approval), a
-    verified domain, an IdP group mapping, a SAML connection and audit events in `fx`'s org."""
+    verified domain, an IdP group mapping, a SAML connection, a custom role and audit events in
+    `fx`'s org."""
     from audit.models import AuditEvent
     from station.agents import services as agents
     from station.agents.models import Agent, AgentVersion
@@ -154,13 +155,15 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
     )
     from station.vault import services as vault
     from station.vault.models import Secret, Variable
-    from tenants.models import ApiKey, Environment, Membership
+    from tenants.models import ApiKey, CustomRole, Environment, Membership
 
     slug = fx.org.slug
     key = fx.key_object(fx.key("viewer"))
     membership = fx.add_member(f"viewer@{slug}.example", "viewer")
     with fx.scope():
         env = services.create_environment(actor=SYSTEM, org=fx.org, slug="qa", name="QA")
+        services.create_custom_role(actor=SYSTEM, org=fx.org, name=f"{slug}-deployer",
+                                    permissions=["org.read", "agents.read", "agents.run"])
         services.set_environment_role(actor=SYSTEM, membership=membership,
                                       environment=env, role="viewer")
         vault.set_secret(actor=SYSTEM, environment=env, name="SEEDED_TOKEN",
@@ -233,7 +236,8 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
             for model in (Environment, Membership, ApiKey, Secret, Variable, McpServer, Tool,
                           ModelProvider, Agent, AgentVersion, ToolPolicy, Schedule,
                           InboundWebhook, OutboundWebhook, WebhookDelivery, Run, RunStep,
-                          ToolApproval, VerifiedDomain, GroupRoleMapping, AuditEvent)
+                          ToolApproval, VerifiedDomain, GroupRoleMapping, CustomRole,
+                          AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

@@ -45,7 +45,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
         touch_api_key(key, resolution=resolution)
         principal = Principal.for_api_key(
-            key, creator_roles=(found.creator_role, found.creator_env_role)
+            key, creator_roles=(found.creator_role, found.creator_env_role),
+            known_roles=found.custom_roles,
         )
         # request.user is loaded only if something asks for it (the API itself never does).
         user = SimpleLazyObject(lambda: key.created_by or _KeyUser(key))

@@ -68,6 +68,13 @@ OPERATIONS = [
     Operation("member.removed", "delete", "/api/v1/members/{pk}", None, "member"),
     Operation("member.environment_role_set", "post", "/api/v1/members/{pk}/environment-role",
               {"environment": "prod", "role": "viewer"}, "member"),
+    Operation("role.created", "post", "/api/v1/roles",
+              {"name": "deployer", "permissions": ["org.read", "agents.run"]}),
+    # Roles are addressed by name; the event names the role row.
+    Operation("role.updated", "patch", "/api/v1/roles/{pk}", {"permissions": ["org.read"]},
+              "custom_role", event_target="custom_role_id"),
+    Operation("role.deleted", "delete", "/api/v1/roles/{pk}", None, "custom_role",
+              event_target="custom_role_id"),
     Operation("apikey.created", "post", "/api/v1/api-keys",
               {"name": "ci", "scopes": ["environments.read"]}),
     Operation("apikey.revoked", "post", "/api/v1/api-keys/{pk}/revoke", None, "apikey"),
@@ -249,7 +256,10 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
         domain = identity.add_domain(actor=SYSTEM, org=org.org, domain="acme-corp.example")
         group_mapping = identity.set_group_mapping(actor=SYSTEM, org=org.org, group="ops",
                                                    role="operator")
-    return {"domain": domain.pk, "group_mapping": group_mapping.pk,
+        custom_role = services.create_custom_role(actor=SYSTEM, org=org.org, name="seeded",
+                                                  permissions=["org.read", "runs.read"])
+    return {"custom_role": custom_role.name, "custom_role_id": custom_role.pk,
+            "domain": domain.pk, "group_mapping": group_mapping.pk,
             "run_agent": run_agent.pk, "run": run.pk, "held_run": held_run.pk,
             "approval": approval.pk,
             "environment": env.pk, "member": viewer.pk, "apikey": key.pk, "secret": secret.pk,
