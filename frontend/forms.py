@@ -11,11 +11,31 @@ from django.utils import timezone
 
 from audit.registry import ACTIONS
 from station.core.errors import StationError
+from tenants import context, roles
 from tenants.models import Environment, slug_validator
-from tenants.permissions import ROLE_DESCRIPTIONS, ROLES
+from tenants.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLES
 
+# Built-in roles only; forms of an org page use `org_role_choices()`, which adds the org's
+# custom roles.
 ROLE_CHOICES = [(role, f"{role} — {ROLE_DESCRIPTIONS.get(role, '')}") for role in ROLES]
 SHORT_ROLE_CHOICES = [(role, role) for role in ROLES]
+
+
+def org_role_choices(*, long: bool = False) -> list[tuple[str, str]]:
+    """Built-in and custom roles of the org in context (console org views set it)."""
+    return roles.role_choices(context.require_org_id(), long=long)
+
+
+class _OrgRoleChoices(forms.Form):
+    """A form whose `role` select offers the current org's built-in and custom roles."""
+
+    long_role_labels = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        role_field = self.fields["role"]
+        assert isinstance(role_field, forms.ChoiceField)
+        role_field.choices = org_role_choices(long=self.long_role_labels)
 
 
 def add_service_error(form: forms.Form, exc: StationError) -> None:
@@ -58,19 +78,60 @@ class EnvironmentRenameForm(forms.Form):
     name = forms.CharField(max_length=200)
 
 
-class InviteMemberForm(forms.Form):
+class InviteMemberForm(_OrgRoleChoices):
+    long_role_labels = True
     email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial="developer")
 
 
-class MemberRoleForm(forms.Form):
+class MemberRoleForm(_OrgRoleChoices):
     role = forms.ChoiceField(choices=SHORT_ROLE_CHOICES)
+
+
+def _permission_groups() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Registry permissions grouped by area ("agents", "runs", …), in declaration order."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for name, description in PERMISSIONS.items():
+        groups.setdefault(name.split(".")[0], []).append((name, f"{name} — {description}"))
+    return list(groups.items())
+
+
+class CustomRoleForm(forms.Form):
+    """Create (with a name) or edit (name fixed) a custom role. Permissions are checkboxes,
+    one field per area so the page can group them; the service validates the set."""
+
+    name = forms.CharField(max_length=50, validators=[slug_validator],
+                           help_text="Lowercase letters, digits and hyphens, e.g. "
+                                     "“deployer”. Cannot be changed later.")
+    description = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args: Any, editing: bool = False,
+                 initial_permissions: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            del self.fields["name"]
+        self.areas = []
+        for area, choices in _permission_groups():
+            field_name = f"perm_{area}"
+            self.fields[field_name] = forms.MultipleChoiceField(
+                label=area, required=False, choices=choices,
+                widget=forms.CheckboxSelectMultiple,
+                initial=[p for p, _ in choices if p in initial_permissions])
+            self.areas.append(field_name)
+
+    def permissions(self) -> list[str]:
+        return sorted(p for f in self.areas for p in self.cleaned_data.get(f, []))
+
+    def area_fields(self) -> list[forms.BoundField]:
+        return [self[f] for f in self.areas]
 
 
 EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("", "Never")]
 
 
-class ApiKeyCreateForm(forms.Form):
+class ApiKeyCreateForm(_OrgRoleChoices):
+    long_role_labels = True
+
     name = forms.CharField(max_length=200, help_text="What uses this key, e.g. “CI pipeline”.")
     role = forms.ChoiceField(
         choices=ROLE_CHOICES,

@@ -8,10 +8,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from frontend.access import OrgRequest, org_view
 from frontend.forms import (
-    SHORT_ROLE_CHOICES,
     InviteMemberForm,
     MemberRoleForm,
     add_service_error,
+    org_role_choices,
 )
 from station.core.errors import StationError
 from tenants import services
@@ -25,7 +25,7 @@ def _member_row(request: OrgRequest, membership: Membership, form: MemberRoleFor
         "m": membership,
         "role_form": form,
         "can_manage": True,
-        "role_choices": SHORT_ROLE_CHOICES,
+        "role_choices": org_role_choices(),
     }, status=status)
 
 
@@ -34,7 +34,7 @@ def member_list(request: OrgRequest) -> HttpResponse:
     return render(request, "console/members/list.html", {
         "memberships": Membership.objects.select_related("user").order_by("created_at"),
         "can_manage": has_permission(request.principal, "members.manage", request.org),
-        "role_choices": SHORT_ROLE_CHOICES,
+        "role_choices": org_role_choices(),
     })
 
 
