@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -105,12 +110,18 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
     environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True)
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    role = serializers.SerializerMethodField(
+        help_text="The role the key was created with (null for a key made from scopes)")
 
     class Meta:
         model = ApiKey
         fields = ["id", "name", "prefix", "scopes", "role", "environment", "created_by",
                   "created_at", "expires_at", "revoked_at", "last_used_at"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_role(self, obj: ApiKey) -> str | None:
+        return obj.role or None
 
 
 class ApiKeyCreateSerializer(serializers.Serializer[Any]):

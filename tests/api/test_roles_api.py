@@ -83,6 +83,8 @@ def test_deleting_an_assigned_role_is_a_409_naming_how_many(org_a: OrgFixture) -
     key = client.post("/api/v1/api-keys", {"name": "ci", "role": "deployer"})
     assert key.status_code == 201, key.content
     assert key.json()["role"] == "deployer"
+    scoped = client.post("/api/v1/api-keys", {"name": "s", "scopes": ["org.read"]}).json()
+    assert scoped["role"] is None
     response = client.delete("/api/v1/roles/deployer")
     assert response.status_code == 409
     assert "1 members" in response.json()["detail"]

@@ -45,6 +45,13 @@ def _events(fx: OrgFixture, action: str) -> list[AuditEvent]:
 # --- the model and its services -------------------------------------------------------------
 
 
+def test_only_owner_and_admin_manage_roles() -> None:
+    # Written out, independently of how ROLES is built.
+    assert {name for name, perms in ROLES.items() if "roles.manage" in perms} == {
+        "owner", "admin"}
+    assert "roles.manage" not in BOUND_KEY_PERMISSIONS
+
+
 def test_created_role_is_listed_with_its_permissions_and_audited(org_a: OrgFixture) -> None:
     _create(org_a)
     with org_a.scope():
