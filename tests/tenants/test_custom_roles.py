@@ -414,3 +414,4 @@ def test_environment_bound_key_with_a_custom_role_never_holds_org_administration
     for method, path in [("get", "/api/v1/members"), ("get", "/api/v1/api-keys"),
                          ("post", "/api/v1/roles"), ("get", "/api/v1/audit-events")]:
         assert getattr(api, method)(path, {}).status_code == 403, path
+
