@@ -22,6 +22,7 @@ READS = {
     "agents.read", "runs.read", "tools.read", "secrets.read", "variables.read",
 }
 # The specification, written out independently of tenants.permissions.ROLES.
+# `roles.manage` (custom roles) belongs to owner and admin only: it is in ALL, not in READS.
 EXPECTED: dict[str, frozenset[str]] = {
     "owner": ALL,
     "admin": ALL - {"billing.manage"},
@@ -37,6 +38,11 @@ EXPECTED: dict[str, frozenset[str]] = {
 
 def test_every_built_in_role_is_specified() -> None:
     assert set(ROLES) == set(EXPECTED)
+
+
+def test_roles_manage_is_owner_and_admin_only() -> None:
+    assert {role for role, perms in EXPECTED.items() if "roles.manage" in perms} == {
+        "owner", "admin"}
 
 
 @pytest.mark.parametrize("permission", sorted(PERMISSIONS))
