@@ -12,13 +12,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 
 from frontend.access import OrgRequest, org_view
-from frontend.forms import add_service_error
+from frontend.forms import add_service_error, org_role_choices
 from station.core.errors import StationError
 from station.identity import saml, services
 from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
-from tenants.permissions import ROLES
 
-ROLE_CHOICES = [(r, r) for r in ROLES if r != "owner"]
+
+def _idp_roles() -> list[tuple[str, str]]:
+    """Roles an IdP may grant: the org's built-in (never owner) and custom roles."""
+    return [choice for choice in org_role_choices() if choice[0] != "owner"]
+
+
+def _default_roles() -> list[tuple[str, str]]:
+    return [("", "— refuse sign-in —"), *_idp_roles()]
 
 
 class SamlForm(forms.Form):
@@ -43,7 +49,7 @@ class SamlForm(forms.Form):
     group_attribute = forms.CharField(required=False, max_length=500, initial="groups",
                                       help_text="The SAML attribute that lists the groups.")
     default_role = forms.ChoiceField(
-        required=False, choices=[("", "— refuse sign-in —"), *ROLE_CHOICES], initial="viewer",
+        required=False, choices=_default_roles, initial="viewer",
         help_text="Role for people none of whose groups is mapped.")
 
 
@@ -138,7 +144,7 @@ def domain_delete(request: OrgRequest, domain_id: uuid.UUID) -> HttpResponse:
 
 class GroupMappingForm(forms.Form):
     group = forms.CharField(max_length=500, help_text="As your IdP sends it.")
-    role = forms.ChoiceField(choices=ROLE_CHOICES)
+    role = forms.ChoiceField(choices=_idp_roles)
 
 
 @never_cache
@@ -192,7 +198,7 @@ class OidcForm(forms.Form):
     groups_claim = forms.CharField(required=False, max_length=200, initial="groups",
                                    help_text="The ID token claim that lists the groups.")
     default_role = forms.ChoiceField(
-        required=False, choices=[("", "— refuse sign-in —"), *ROLE_CHOICES], initial="viewer",
+        required=False, choices=_default_roles, initial="viewer",
         help_text="Role for people none of whose groups is mapped.")
     enabled = forms.BooleanField(required=False, initial=True)
     enforce_sso = forms.BooleanField(

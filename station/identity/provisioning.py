@@ -23,11 +23,11 @@ from station.identity.models import (
     SsoIdentity,
     VerifiedDomain,
 )
-from tenants import platform
+from tenants import platform, roles
 from tenants import services as tenant_services
 from tenants.authz import Principal
 from tenants.models import Membership, User
-from tenants.permissions import OWNER_ROLE, role_permissions
+from tenants.permissions import OWNER_ROLE
 
 # Either kind of org IdP; both expose organization_id, idp_entity_id and default_role.
 Connection = SamlConnection | OidcConnection
@@ -70,7 +70,8 @@ def role_for_groups(connection: Connection, groups: list[str]) -> str | None:
     mapped = list(GroupRoleMapping.objects.filter(group__in=groups).values_list("role",
                                                                                  flat=True))
     if mapped:
-        return max(mapped, key=lambda role: len(role_permissions(role)))
+        org_id = connection.organization_id
+        return max(mapped, key=lambda role: len(roles.permissions_of(org_id, role)))
     return connection.default_role or None
 
 

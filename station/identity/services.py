@@ -22,10 +22,9 @@ from station.identity.models import (
     SamlConnection,
     VerifiedDomain,
 )
-from tenants import platform
+from tenants import platform, roles
 from tenants.authz import Principal, authorize
 from tenants.models import Organization
-from tenants.permissions import ROLES
 
 PERMISSION = "org.manage"
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -33,17 +32,16 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # --- SAML connection ----------------------------------------------------------------------
 
 
-def _clean_role(role: str, field: str, *, allow_blank: bool = False) -> str:
+def _clean_role(org: Organization, role: str, field: str, *,
+                allow_blank: bool = False) -> str:
+    """A built-in (never owner) or custom role of `org` an IdP may grant."""
     role = (role or "").strip()
     if not role and allow_blank:
         return ""
     if role == "owner":
         raise InvalidInput.field(field, "An IdP group cannot grant owner: owners are made by "
                                         "an owner, in Station.")
-    if role not in ROLES:
-        raise InvalidInput.field(field, f"Unknown role {role!r}; choose one of "
-                                        f"{', '.join(r for r in ROLES if r != 'owner')}.")
-    return role
+    return roles.validate_role(org, role, field, lock=True)
 
 
 _SETTINGS = ("enabled", "allow_idp_initiated", "enforce_sso", "group_attribute",
@@ -69,7 +67,7 @@ def configure_saml(
         idp = saml.IdpConfig(connection.idp_entity_id, connection.idp_sso_url,
                              connection.idp_x509cert)
     if default_role is not None:
-        default_role = _clean_role(default_role, "default_role", allow_blank=True)
+        default_role = _clean_role(org, default_role, "default_role", allow_blank=True)
     if group_attribute is not None:
         group_attribute = group_attribute.strip()
         if len(group_attribute) > 500:
@@ -206,7 +204,7 @@ def set_group_mapping(*, actor: Principal, org: Organization, group: str,
     if not group or len(group) > 500:
         raise InvalidInput.field("group", "Give the group's name as the IdP sends it "
                                           "(1–500 characters).")
-    role = _clean_role(role, "role")
+    role = _clean_role(org, role, "role")
     mapping = GroupRoleMapping.objects.select_for_update().filter(group=group).first()
     before = mapping.role if mapping else None
     if mapping is None:
@@ -295,7 +293,7 @@ def configure_oidc(
             raise InvalidInput.field("groups_claim", "At most 200 characters.")
         connection.groups_claim = groups_claim.strip()
     if default_role is not None:
-        connection.default_role = _clean_role(default_role, "default_role", allow_blank=True)
+        connection.default_role = _clean_role(org, default_role, "default_role", allow_blank=True)
     for name, flag in (("enabled", enabled), ("enforce_sso", enforce_sso)):
         if flag is not None:
             setattr(connection, name, flag)

@@ -15,20 +15,28 @@ from typing import Any
 from station.accounts.sessions import end_all_sessions
 from station.identity.models import GroupRoleMapping, SamlConnection
 from station.scim.models import ScimGroup, ScimUser
+from tenants import roles
 from tenants import services as tenant_services
 from tenants.authz import Principal
+from tenants.context import require_org_id
 from tenants.models import ApiKey, Membership
-from tenants.permissions import OWNER_ROLE, ROLES, role_permissions
+from tenants.permissions import OWNER_ROLE, ROLES
 
 FALLBACK_ROLE = "viewer"
 _ORDER = list(ROLES)
 
 
-def strongest_role(roles: list[str]) -> str | None:
-    valid = [r for r in roles if r in ROLES and r != OWNER_ROLE]
+def strongest_role(names: list[str]) -> str | None:
+    """The mapped role granting the most permissions now (built-in or the org's custom
+    roles; ties: built-ins in ROLES order, then by name). Unknown names and owner grant
+    nothing."""
+    org_id = require_org_id()
+    granted = {n: roles.permissions_of(org_id, n) for n in set(names) if n != OWNER_ROLE}
+    valid = [n for n, perms in granted.items() if perms]
     if not valid:
         return None
-    return max(valid, key=lambda r: (len(role_permissions(r)), -_ORDER.index(r)))
+    return max(valid, key=lambda n: (len(granted[n]), -_ORDER.index(n) if n in ROLES else
+                                     -len(_ORDER), n))
 
 
 def default_role() -> str | None:

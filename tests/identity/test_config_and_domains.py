@@ -203,3 +203,23 @@ def test_api_group_mapping_refuses_unknown_role(org_a: OrgFixture) -> None:
     assert [e["field"] for e in response.json()["errors"]] == ["role"]
     assert client.post("/api/v1/sso/group-mappings", {"group": "g", "role": "developer"},
                        format="json").status_code == 201
+
+
+def test_group_mapping_and_default_role_accept_the_orgs_custom_roles(
+        org_a: OrgFixture, org_b: OrgFixture) -> None:
+    from tenants import services as tenant_services
+
+    with org_b.scope():
+        tenant_services.create_custom_role(actor=SYSTEM, org=org_b.org, name="globex-only",
+                                           permissions=["runs.read"])
+    with org_a.scope():
+        tenant_services.create_custom_role(actor=SYSTEM, org=org_a.org, name="deployer",
+                                           permissions=["agents.run", "runs.read"])
+        services.set_group_mapping(actor=SYSTEM, org=org_a.org, group="deploy",
+                                   role="deployer")
+        # Another org's custom role is unknown here.
+        with pytest.raises(InvalidInput):
+            services.set_group_mapping(actor=SYSTEM, org=org_a.org, group="x",
+                                       role="globex-only")
+        assert list(GroupRoleMapping.objects.values_list("group", "role")) == [
+            ("deploy", "deployer")]

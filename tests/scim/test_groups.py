@@ -173,3 +173,23 @@ def test_provisioning_is_audited_with_the_token_as_actor(scim_a, org_a, map_grou
     created = dict(events)["scim.user_created"]
     assert created["userName"] == "ada@acme.example"
     assert created["membership_created"] == "viewer" and created["account_created"] is True
+
+
+def test_a_group_mapped_to_a_custom_role_grants_it_by_its_permissions(scim_a, org_a,
+                                                                        map_group):
+    from tenants import services as tenant_services
+    from tests.fixtures import SYSTEM
+
+    with org_a.scope():
+        tenant_services.create_custom_role(
+            actor=SYSTEM, org=org_a.org, name="deployer",
+            permissions=["org.read", "environments.read", "agents.read", "agents.run",
+                         "runs.read", "runs.cancel", "runs.approve", "tools.read",
+                         "secrets.read", "variables.read", "roles.read", "members.read"])
+    map_group(org_a, "Viewers", "viewer")
+    map_group(org_a, "Deployers", "deployer")
+    uid = _user(scim_a, "ada@acme.example")
+    _group(scim_a, "Viewers", uid)
+    assert _role(org_a, "ada@acme.example") == "viewer"
+    _group(scim_a, "Deployers", uid)  # more permissions than viewer: it wins
+    assert _role(org_a, "ada@acme.example") == "deployer"
