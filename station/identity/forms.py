@@ -43,6 +43,12 @@ class StationLoginForm(LoginForm):
         if self.break_glass and all(o.role == OWNER_ROLE for o in blocking):
             self._break_glass_orgs = blocking
             return cleaned
+        for org in blocking:  # each enforcing org sees the refused password sign-in
+            with org_scope(org.id):
+                audit.record("account.login_failed", actor=Principal.for_user(user),
+                             target=user, target_label=user.email,
+                             changes={"reason": "sso_required",
+                                      "break_glass": self.break_glass})
         names = ", ".join(o.name for o in blocking)
         sso = reverse("identity_sso")
         hint = (" Owners can use the break-glass sign-in." if self.break_glass else "")

@@ -44,6 +44,13 @@ def test_member_of_an_enforcing_org_cannot_use_a_password(saml_setup: Any, membe
     assert b"requires single sign-on" in response.content
     assert b"/accounts/sso/" in response.content
     assert "_auth_user_id" not in client.session
+    # The refusal is in the enforcing org's audit log, with its reason.
+    from audit.models import AuditEvent
+
+    with saml_setup.fx.scope():
+        refused = AuditEvent.objects.filter(action="account.login_failed",
+                                            actor_id=str(user.pk)).get()
+    assert refused.changes["reason"] == "sso_required"
 
 
 def test_wrong_password_says_nothing_about_sso(saml_setup: Any, member: Any) -> None:
