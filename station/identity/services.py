@@ -22,6 +22,7 @@ from station.identity.models import (
     SamlConnection,
     VerifiedDomain,
 )
+from station.scim.provisioning import reevaluate_group_by_name
 from tenants import platform, roles
 from tenants.authz import Principal, authorize
 from tenants.models import Organization
@@ -212,17 +213,29 @@ def set_group_mapping(*, actor: Principal, org: Organization, group: str,
     elif mapping.role != role:
         mapping.role = role
         mapping.save(update_fields=["role"])
-    audit.record("identity.group_mapping_set", actor=actor, target=mapping,
-                 changes={"group": group, "role": audit.change(before, role)})
+    changes: dict[str, Any] = {"group": group, "role": audit.change(before, role)}
+    if before != role:
+        _reapply_to_scim_members(actor, group, changes)
+    audit.record("identity.group_mapping_set", actor=actor, target=mapping, changes=changes)
     return mapping
 
 
 @transaction.atomic
 def delete_group_mapping(*, actor: Principal, mapping: GroupRoleMapping) -> None:
     authorize(actor, PERMISSION, mapping.organization)
-    audit.record("identity.group_mapping_deleted", actor=actor, target=mapping,
-                 changes={"group": mapping.group, "role": mapping.role})
+    changes: dict[str, Any] = {"group": mapping.group, "role": mapping.role}
     mapping.delete()
+    _reapply_to_scim_members(actor, mapping.group, changes)
+    audit.record("identity.group_mapping_deleted", actor=actor, target=mapping,
+                 changes=changes)
+
+
+def _reapply_to_scim_members(actor: Principal, group: str, changes: dict[str, Any]) -> None:
+    """Members the IdP provisioned by SCIM get the new mapping now (SSO-only members get it
+    at their next sign-in, when the IdP sends their groups again)."""
+    effects = reevaluate_group_by_name(actor=actor, name=group)
+    if effects:
+        changes["access"] = effects
 
 
 # --- OIDC connection -----------------------------------------------------------------------

@@ -272,6 +272,16 @@ def update_group(*, actor: Principal, group: ScimGroup, display_name: Any = None
     return group
 
 
+def reevaluate_group_by_name(*, actor: Principal, name: str) -> dict[str, Any]:
+    """Re-apply the role of every SCIM user in the group called `name` (the mapping is by
+    name): called by the identity app, inside its transaction, when that group's role
+    mapping is set or deleted, so SCIM-managed roles follow the mapping at once instead of
+    waiting for the IdP's next push. Returns the access changes by email (for the audit)."""
+    members = [m.scim_user for m in ScimGroupMember.objects.select_related("scim_user__user")
+               .filter(group__display_name=name)]
+    return _reevaluate(actor, members)
+
+
 @transaction.atomic
 def delete_group(*, actor: Principal, group: ScimGroup) -> None:
     authorize(actor, "members.manage", group.organization_id)

@@ -193,3 +193,37 @@ def test_a_group_mapped_to_a_custom_role_grants_it_by_its_permissions(scim_a, or
     assert _role(org_a, "ada@acme.example") == "viewer"
     _group(scim_a, "Deployers", uid)  # more permissions than viewer: it wins
     assert _role(org_a, "ada@acme.example") == "deployer"
+
+
+def test_changing_or_deleting_a_mapping_reapplies_roles_of_scim_members_at_once(
+        scim_a, org_a, map_group):
+    """The mapping is the admin's, the membership the IdP's: a mapping edit must not wait for
+    the IdP's next push to take effect, and its audit event says whose access it changed."""
+    from audit.models import AuditEvent
+    from station.identity import services as identity
+    from station.identity.models import GroupRoleMapping
+    from tests.fixtures import SYSTEM
+
+    map_group(org_a, "Eng", "developer")
+    map_group(org_a, "Everyone", "viewer")
+    ada, grace = _user(scim_a, "ada@acme.example"), _user(scim_a, "grace@acme.example")
+    _group(scim_a, "Eng", ada)
+    _group(scim_a, "Everyone", ada, grace)
+    assert (_role(org_a, "ada@acme.example"), _role(org_a, "grace@acme.example")) == (
+        "developer", "viewer")
+
+    map_group(org_a, "Eng", "operator")  # a weaker role than before: ada follows at once
+    assert _role(org_a, "ada@acme.example") == "operator"
+    assert _role(org_a, "grace@acme.example") == "viewer"  # not in Eng: untouched
+    with org_a.scope():
+        event = AuditEvent.objects.filter(action="identity.group_mapping_set").latest("sequence")
+        assert event.changes["access"] == {
+            "ada@acme.example": {"role": {"from": "developer", "to": "operator"}}}
+        identity.delete_group_mapping(actor=SYSTEM,
+                                      mapping=GroupRoleMapping.objects.get(group="Eng"))
+    assert _role(org_a, "ada@acme.example") == "viewer"  # only Everyone maps now
+    with org_a.scope():
+        event = AuditEvent.objects.filter(
+            action="identity.group_mapping_deleted").latest("sequence")
+        assert event.changes["access"] == {
+            "ada@acme.example": {"role": {"from": "operator", "to": "viewer"}}}
