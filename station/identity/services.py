@@ -224,7 +224,9 @@ def set_group_mapping(*, actor: Principal, org: Organization, group: str,
 def delete_group_mapping(*, actor: Principal, mapping: GroupRoleMapping) -> None:
     authorize(actor, PERMISSION, mapping.organization)
     changes: dict[str, Any] = {"group": mapping.group, "role": mapping.role}
+    mapping_pk = mapping.pk
     mapping.delete()
+    mapping.pk = mapping_pk  # Django clears it; the audit event names the deleted row
     _reapply_to_scim_members(actor, mapping.group, changes)
     audit.record("identity.group_mapping_deleted", actor=actor, target=mapping,
                  changes=changes)

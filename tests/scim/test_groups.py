@@ -225,5 +225,6 @@ def test_changing_or_deleting_a_mapping_reapplies_roles_of_scim_members_at_once(
     with org_a.scope():
         event = AuditEvent.objects.filter(
             action="identity.group_mapping_deleted").latest("sequence")
+        assert event.target_id  # the deleted mapping is still named
         assert event.changes["access"] == {
             "ada@acme.example": {"role": {"from": "operator", "to": "viewer"}}}
