@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from station import datadir
+from station.core.cache import cache_config, cache_url_for_broker
 from station.env import env_bool, env_int, env_list, env_optional, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -287,7 +288,10 @@ WEBHOOK_RETRY_BASE_SECONDS = env_int("STATION_WEBHOOK_RETRY_BASE_SECONDS", 30)
 WEBHOOK_TIMEOUT_SECONDS = env_int("STATION_WEBHOOK_TIMEOUT_SECONDS", 10)
 # Off: outbound webhooks may not reach loopback, private or link-local addresses (SSRF).
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
-# Off: OIDC issuers, token and JWKS endpoints must be https on public addresses (SSRF).
+# Off: what SSO set-up and sign-in fetch (SAML IdP metadata URLs; OIDC issuers, token and
+# JWKS endpoints) must be https on public addresses (SSRF). The OIDC name is the former one,
+# still honoured: either switch lifts the guard (station.identity.fetch).
+SSO_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_SSO_ALLOW_PRIVATE_NETWORKS", False)
 OIDC_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_OIDC_ALLOW_PRIVATE_NETWORKS", False)
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -308,6 +312,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "station.runs.reap": {"task": "station.runs.reap",
                           "schedule": float(RUN_REAPER_INTERVAL_SECONDS)},
+}
+
+# --- Cache ----------------------------------------------------------------------------------
+# Shared by every process: allauth counts sign-in and MFA attempts here (a per-process cache
+# would multiply each limit by the number of web workers), OIDC keeps IdP signing keys here.
+# Default: the broker's Redis/Valkey in another logical database, or the database cache when
+# the broker is RabbitMQ (station.core.cache).
+CACHE_URL = env_optional("STATION_CACHE_URL") or cache_url_for_broker(CELERY_BROKER_URL)
+CACHES = {
+    "default": cache_config(CACHE_URL, key_prefix=env_str("STATION_CACHE_KEY_PREFIX", "station"))
 }
 
 # --- Static files, i18n ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
@@ -50,9 +51,24 @@ def _check_broker() -> str | None:
     return None
 
 
+def _check_cache() -> str | None:
+    # Sign-ins count their attempts in the shared cache: without it they fail.
+    try:
+        cache.set("station:readyz", "ok", timeout=10)
+        if cache.get("station:readyz") != "ok":
+            raise RuntimeError("a value written to the cache was not read back")
+    except Exception as exc:
+        return _failed("cache", exc)
+    return None
+
+
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _check_database(), "broker": _check_broker()}
+    checks = {
+        "database": _check_database(),
+        "broker": _check_broker(),
+        "cache": _check_cache(),
+    }
     ready = all(error is None for error in checks.values())
     body = {
         "status": "ok" if ready else "unavailable",

@@ -21,6 +21,12 @@ os.environ.setdefault("STATION_DATA_DIR", str(Path("var/test").resolve()))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "station.settings")
 # One test database per pytest process, so concurrent runs on one server never collide.
 os.environ.setdefault("STATION_TEST_DATABASE_NAME", f"test_station_{os.getpid()}")
+# The shared cache (sign-in rate limits): keys of one pytest process never meet another's,
+# and cache.clear() deletes only this prefix (station.core.cache_backends). With the embedded
+# broker, which unit tests do not start, each process keeps its own in-memory cache.
+os.environ.setdefault("STATION_CACHE_KEY_PREFIX", f"station-test-{os.getpid()}")
+if not os.environ.get("CELERY_BROKER_URL"):
+    os.environ.setdefault("STATION_CACHE_URL", "locmem://")
 
 
 def _owner_credentials() -> tuple[str, str]:

@@ -38,6 +38,8 @@ class Instance:
                 "DATABASE_OWNER_URL",
                 "DATABASE_SUPERUSER_URL",
                 "CELERY_BROKER_URL",
+                "STATION_CACHE_URL",
+                "STATION_CACHE_KEY_PREFIX",
                 "STATION_SECRET_KEY",
                 "STATION_DATA_DIR",
                 "STATION_TEST_DATABASE_NAME",
@@ -102,6 +104,8 @@ class Instance:
             not in {
                 "DATABASE_URL",
                 "CELERY_BROKER_URL",
+                "STATION_CACHE_URL",
+                "STATION_CACHE_KEY_PREFIX",
                 "STATION_SECRET_KEY",
                 "STATION_TEST_DATABASE_NAME",
                 "DJANGO_SETTINGS_MODULE",
@@ -139,7 +143,8 @@ def test_station_up_runs_stops_cleanly_and_reuses_data(tmp_path: Path) -> None:
         for inst in (a, b):
             status, body = inst.get("/readyz")
             assert status == 200, body
-            assert body["checks"] == {"database": "ok", "broker": "ok"}
+            # The cache is the embedded Valkey (another logical db than the broker's).
+            assert body["checks"] == {"database": "ok", "broker": "ok", "cache": "ok"}
 
         key = a.cli("apikey", "create", "--org", "demo", "--name", "it", "--role", "viewer")
         status, me = a.get("/api/v1/me", key)
