@@ -73,6 +73,17 @@ def reset_dns_resolver() -> Any:
     dns.use_resolver(None)
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache() -> Any:
+    """The cache outlives a test (OIDC keys by JWKS URI, and loopback IdPs reuse ports with
+    new keys; rate-limit counters): each test starts from an empty one (this process's keys
+    only, see station.core.cache_backends)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def fast_password_hashing(settings: Any) -> None:
     """Fixture accounts get random passwords; PBKDF2's deliberate cost buys nothing here."""

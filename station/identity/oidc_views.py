@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from audit import services as audit
-from station.identity import oidc, oidc_secret
+from station.identity import jwks, oidc, oidc_secret
 from station.identity.acs import _refuse, safe_path
 from station.identity.adapters import oidc_app_for_org
 from station.identity.models import OidcConnection
@@ -132,10 +132,10 @@ def _finish(request: HttpRequest, connection: OidcConnection, provider: Any,
         id_token = tokens.get("id_token") if isinstance(tokens, dict) else None
         if not isinstance(id_token, str):
             raise oidc.OidcError("no_id_token", "the token response has no id_token")
-        jwks = oidc.get_json(connection.jwks_uri, "JWKS")
-        claims = oidc.verify_id_token(id_token, issuer=connection.issuer,
+        # The IdP's keys come from the shared cache (refetched once on an unknown kid).
+        claims = jwks.verify_id_token(id_token, issuer=connection.issuer,
                                       client_id=connection.client_id, nonce=state["nonce"],
-                                      jwks=jwks)
+                                      jwks_uri=connection.jwks_uri)
     except oidc.OidcError as exc:
         return _fail(request, connection, exc.reason, exc.detail,
                      "The identity provider's answer was not accepted.")

@@ -48,6 +48,7 @@ class LoopbackIdp:
                                      "groups": ["engineering"]}
         self.tamper = Tamper()
         self.token_requests: list[dict[str, Any]] = []
+        self.jwks_requests = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.issuer = self.base
@@ -109,6 +110,7 @@ class LoopbackIdp:
                 if parts.path == "/.well-known/openid-configuration":
                     return self._json(idp.discovery())
                 if parts.path == "/jwks":
+                    idp.jwks_requests += 1
                     return self._json(idp.jwks())
                 if parts.path == "/authorize":
                     q = {k: v[0] for k, v in parse_qs(parts.query).items()}

@@ -1,0 +1,52 @@
+"""The IdPs' signing keys (JWKS), kept in the shared cache so a sign-in does not fetch them.
+
+A JWKS is cached for JWKS_CACHE_SECONDS, keyed by its URI (public data: two orgs of one IdP
+share it). An ID token whose `kid` is not in the cached set may mean the IdP rotated its keys,
+so the JWKS is fetched again once; at most once per JWKS_REFETCH_FLOOR_SECONDS per URI across
+every process (an atomic cache add), so tokens with made-up kids cannot make Station hammer
+the IdP. An IdP that replaces a key but keeps its kid is picked up when the cached copy expires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.core.cache import cache
+
+from station.identity import oidc
+
+JWKS_CACHE_SECONDS = 600
+JWKS_REFETCH_FLOOR_SECONDS = 60
+
+
+def _keys(jwks_uri: str) -> tuple[str, str]:
+    digest = hashlib.sha256(jwks_uri.encode()).hexdigest()
+    return f"oidc:jwks:{digest}", f"oidc:jwks-refetched:{digest}"
+
+
+def _fetch(jwks_uri: str) -> Any:
+    jwks = oidc.get_json(jwks_uri, "JWKS")
+    if isinstance(jwks, dict) and isinstance(jwks.get("keys"), list):
+        cache.set(_keys(jwks_uri)[0], jwks, timeout=JWKS_CACHE_SECONDS)  # never a bad document
+    return jwks
+
+
+def verify_id_token(id_token: str, *, issuer: str, client_id: str, nonce: str,
+                    jwks_uri: str) -> dict[str, Any]:
+    """oidc.verify_id_token against the IdP's JWKS, from the cache when possible."""
+    value_key, refetched_key = _keys(jwks_uri)
+    jwks = cache.get(value_key)
+    if jwks is None:  # fetched just now: an unknown kid is unknown, no second try
+        return oidc.verify_id_token(id_token, issuer=issuer, client_id=client_id,
+                                    nonce=nonce, jwks=_fetch(jwks_uri))
+    try:
+        return oidc.verify_id_token(id_token, issuer=issuer, client_id=client_id,
+                                    nonce=nonce, jwks=jwks)
+    except oidc.OidcError as exc:
+        # add() is atomic (SET NX on Redis): one refetch per floor window in all processes.
+        if exc.reason != "unknown_key" or not cache.add(
+                refetched_key, 1, timeout=JWKS_REFETCH_FLOOR_SECONDS):
+            raise
+    return oidc.verify_id_token(id_token, issuer=issuer, client_id=client_id, nonce=nonce,
+                                jwks=_fetch(jwks_uri))
