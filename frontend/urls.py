@@ -54,6 +54,7 @@ org_patterns = [
     path("audit/", audit.audit_log, name="audit"),
     path("sso/", sso.sso_setup, name="sso"),
     path("sso/remove/", sso.sso_remove, name="sso-remove"),
+    path("sso/refresh-metadata/", sso.sso_refresh_metadata, name="sso-refresh-metadata"),
     path("sso/oidc/", sso.oidc_setup, name="sso-oidc"),
     path("sso/oidc/remove/", sso.oidc_remove, name="sso-oidc-remove"),
     path("sso/domains/", sso.domain_list, name="sso-domains"),

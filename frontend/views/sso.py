@@ -28,10 +28,14 @@ def _default_roles() -> list[tuple[str, str]]:
 
 
 class SamlForm(forms.Form):
+    # Never pre-filled: giving it fetches the metadata on save, an explicit act each time.
+    metadata_url = forms.CharField(
+        required=False, max_length=2000, label="IdP metadata URL",
+        help_text="https:// — Station reads the metadata from it once, when you save.")
     metadata_xml = forms.CharField(
         required=False, label="IdP metadata XML",
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
-        help_text="Paste the metadata your IdP gives you, or fill in the three fields below.")
+        help_text="Or paste the metadata your IdP gives you, or fill in the three fields below.")
     entity_id = forms.CharField(required=False, max_length=1000, label="IdP entity id")
     sso_url = forms.CharField(required=False, max_length=2000, label="IdP single sign-on URL",
                               help_text="https://, HTTP-Redirect binding.")
@@ -74,6 +78,21 @@ def sso_setup(request: OrgRequest) -> HttpResponse:
         "form": form, "connection": connection, "sp": saml.sp_values(request.org.slug),
         "domains": VerifiedDomain.objects.all(),
     })
+
+
+@org_view("org.manage")
+def sso_refresh_metadata(request: OrgRequest) -> HttpResponse:
+    """Read the IdP metadata again from its stored URL (e.g. after a certificate rollover)."""
+    if request.method == "POST":
+        try:
+            services.configure_saml(actor=request.principal, org=request.org,
+                                    refresh_metadata=True)
+        except StationError as exc:
+            reasons = [m for ms in (exc.errors or {}).values() for m in ms]
+            messages.error(request, " ".join(reasons) or exc.detail)
+        else:
+            messages.success(request, "The IdP metadata was read again from its URL.")
+    return redirect("console:sso", org_slug=request.org.slug)
 
 
 @org_view("org.manage")

@@ -53,6 +53,9 @@ class SamlConfigSerializer(serializers.Serializer[Any]):
     idp_entity_id = serializers.CharField(required=False)
     idp_sso_url = serializers.CharField(required=False)
     idp_x509cert = serializers.CharField(required=False)
+    metadata_url = serializers.CharField(
+        required=False, help_text="Where the IdP metadata was read from (blank: given by hand)")
+    metadata_fetched_at = serializers.DateTimeField(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False)
     allow_idp_initiated = serializers.BooleanField(required=False)
     enforce_sso = serializers.BooleanField(required=False)
@@ -62,6 +65,12 @@ class SamlConfigSerializer(serializers.Serializer[Any]):
 
 
 class SamlConfigInputSerializer(serializers.Serializer[Any]):
+    metadata_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="https:// URL of the IdP metadata, read once now (never at sign-in); or "
+                  "metadata_xml, or the three values by hand")
+    refresh_metadata = serializers.BooleanField(
+        required=False, help_text="Read the metadata again now from the stored metadata_url")
     metadata_xml = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
                                          help_text="IdP metadata XML; or the next three")
     entity_id = serializers.CharField(required=False, allow_blank=True, max_length=1000)
@@ -84,8 +93,9 @@ def saml_config_body(org: Organization, connection: SamlConnection | None) -> di
                             "sp": vars(saml.sp_values(org.slug))}
     if connection is not None:
         body.update({name: getattr(connection, name) for name in (
-            "idp_entity_id", "idp_sso_url", "idp_x509cert", "enabled", "allow_idp_initiated",
-            "enforce_sso", "group_attribute", "default_role", "updated_at")})
+            "idp_entity_id", "idp_sso_url", "idp_x509cert", "metadata_url",
+            "metadata_fetched_at", "enabled", "allow_idp_initiated", "enforce_sso",
+            "group_attribute", "default_role", "updated_at")})
     return body
 
 

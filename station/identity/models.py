@@ -26,6 +26,10 @@ class SamlConnection(TenantModel):
     idp_sso_url = models.URLField(max_length=2000)
     idp_x509cert = models.TextField(help_text="The IdP's signing certificate (PEM body)")
     metadata_xml = models.TextField(blank=True, help_text="The IdP metadata it came from, if any")
+    # Where that metadata was fetched from, so the admin sees its source and can refresh it
+    # (only on an explicit action: a sign-in never fetches it).
+    metadata_url = models.CharField(max_length=2000, blank=True, default="")
+    metadata_fetched_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     # Off by default: an unsolicited response cannot be bound to a browser session.
     allow_idp_initiated = models.BooleanField(default=False)

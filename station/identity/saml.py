@@ -22,6 +22,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
 from station.core.errors import InvalidInput
+from station.identity import fetch
 
 # How long an AuthnRequest may wait for its response.
 REQUEST_TTL_SECONDS = 600
@@ -70,7 +71,9 @@ def _clean_cert(raw: str, field: str) -> str:
 def _clean_sso_url(raw: str, field: str) -> str:
     url = raw.strip()
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.netloc:
+    # http:// only with the private-network switch (a test IdP on loopback), as for OIDC.
+    schemes = ("https", "http") if fetch.private_networks_allowed() else ("https",)
+    if parts.scheme not in schemes or not parts.netloc:
         raise InvalidInput.field(field, "The IdP's single sign-on URL must be an https:// URL.")
     return url
 
@@ -83,9 +86,9 @@ def _clean_entity_id(raw: str, field: str) -> str:
     return entity_id
 
 
-def parse_idp_metadata(xml: str) -> IdpConfig:
-    """Entity id, SSO URL (HTTP-Redirect binding) and signing certificate from IdP metadata."""
-    field = "metadata_xml"
+def parse_idp_metadata(xml: str, field: str = "metadata_xml") -> IdpConfig:
+    """Entity id, SSO URL (HTTP-Redirect binding) and signing certificate from IdP metadata;
+    problems are errors on `field`."""
     if len(xml.encode()) > MAX_METADATA_BYTES:
         raise InvalidInput.field(field, "The metadata is larger than 256 KiB.")
     try:
@@ -114,6 +117,28 @@ def parse_idp_metadata(xml: str) -> IdpConfig:
     )
 
 
+def fetch_idp_metadata(url: str, field: str = "metadata_url") -> tuple[str, str, IdpConfig]:
+    """(clean URL, metadata XML, IdP values) read now from the IdP's metadata URL, through the
+    SSO fetch guard (https, public address, no redirects, size cap, timeout). Only ever called
+    by an admin's explicit save or refresh, never at sign-in."""
+    url = fetch.clean_url(url, field)
+    host = urlsplit(url).hostname or url
+    try:
+        body = fetch.get(url, host, accept="application/samlmetadata+xml, application/xml, "
+                         "text/xml", max_bytes=MAX_METADATA_BYTES)
+    except fetch.FetchError as exc:
+        if exc.reason == "fetch_refused":
+            raise InvalidInput.field(field, f"Refused: {exc.detail}; Station fetches metadata "
+                                            "only from public addresses.") from exc
+        raise InvalidInput.field(field, f"Could not fetch the metadata: {exc.detail}.") from exc
+    try:
+        xml = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput.field(field, "The URL did not return SAML metadata XML "
+                                        "(not UTF-8).") from exc
+    return url, xml, parse_idp_metadata(xml, field)
+
+
 def clean_idp_config(*, metadata_xml: str = "", entity_id: str = "", sso_url: str = "",
                      x509cert: str = "") -> IdpConfig:
     """Metadata XML, or the three values by hand; every problem is a field error."""
@@ -129,8 +154,8 @@ def clean_idp_config(*, metadata_xml: str = "", entity_id: str = "", sso_url: st
         except InvalidInput as exc:
             errors.update(exc.errors or {name: [str(exc)]})
     if errors:
-        raise InvalidInput("Give the IdP metadata XML, or its entity id, single sign-on URL "
-                           "and signing certificate.", errors=errors)
+        raise InvalidInput("Give the IdP metadata URL or XML, or its entity id, single sign-on "
+                           "URL and signing certificate.", errors=errors)
     return IdpConfig(**values)
 
 

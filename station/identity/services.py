@@ -52,16 +52,27 @@ _SETTINGS = ("enabled", "allow_idp_initiated", "enforce_sso", "group_attribute",
 @transaction.atomic
 def configure_saml(
     *, actor: Principal, org: Organization, metadata_xml: str = "", entity_id: str = "",
-    sso_url: str = "", x509cert: str = "", enabled: bool | None = None,
+    sso_url: str = "", x509cert: str = "", metadata_url: str = "",
+    refresh_metadata: bool = False, enabled: bool | None = None,
     allow_idp_initiated: bool | None = None, enforce_sso: bool | None = None,
     group_attribute: str | None = None, default_role: str | None = None,
 ) -> SamlConnection:
     """Create or change the org's SAML IdP. Without IdP values the current IdP is kept (to
-    change only settings); None leaves a setting as it is."""
+    change only settings); None leaves a setting as it is. `metadata_url` reads the IdP's
+    metadata from that URL now; `refresh_metadata` reads it again from the stored URL (both
+    explicit admin actions: a sign-in never fetches)."""
     authorize(actor, PERMISSION, org)
+    fetched = _fetch_metadata(metadata_url, refresh_metadata, by_hand=any(
+        v.strip() for v in (metadata_xml, entity_id, sso_url, x509cert)))
     connection = SamlConnection.objects.select_for_update().first()
-    given = any(v.strip() for v in (metadata_xml, entity_id, sso_url, x509cert))
-    if given or connection is None:
+    if (fetched and not metadata_url.strip() and connection
+            and connection.metadata_url != fetched[0]):
+        raise Conflict("The metadata URL changed meanwhile; reload and try again.")
+    given = fetched is not None or any(
+        v.strip() for v in (metadata_xml, entity_id, sso_url, x509cert))
+    if fetched is not None:
+        idp = fetched[2]
+    elif given or connection is None:
         idp = saml.clean_idp_config(metadata_xml=metadata_xml, entity_id=entity_id,
                                     sso_url=sso_url, x509cert=x509cert)
     else:
@@ -80,10 +91,12 @@ def configure_saml(
     connection.idp_entity_id = idp.entity_id
     connection.idp_sso_url = idp.sso_url
     connection.idp_x509cert = idp.x509cert
-    if metadata_xml.strip():
+    if fetched is not None:
+        connection.metadata_url, connection.metadata_xml = fetched[0], fetched[1].strip()
+        connection.metadata_fetched_at = timezone.now()
+    elif given:  # pasted metadata or values by hand: no longer from the URL
         connection.metadata_xml = metadata_xml.strip()
-    elif given:
-        connection.metadata_xml = ""
+        connection.metadata_url, connection.metadata_fetched_at = "", None
     for name, value in (("enabled", enabled), ("allow_idp_initiated", allow_idp_initiated),
                         ("enforce_sso", enforce_sso), ("group_attribute", group_attribute),
                         ("default_role", default_role)):
@@ -92,8 +105,11 @@ def configure_saml(
     connection.updated_at = timezone.now()
     connection.save()
     after = _snapshot(connection)
-    changes = {k: audit.change(before.get(k), v) for k, v in after.items()
-               if before.get(k) != v}
+    changes: dict[str, Any] = {k: audit.change(before.get(k), v) for k, v in after.items()
+                               if before.get(k) != v}
+    if fetched is not None:
+        # Even when nothing changed: the log shows that the admin re-read the IdP.
+        changes["metadata_fetched_from"] = fetched[0]
     audit.record("identity.saml_configured", actor=actor, target=connection,
                  target_label=connection.idp_entity_id, changes=changes)
     return connection
@@ -106,8 +122,27 @@ def _snapshot(connection: SamlConnection | None) -> dict[str, Any]:
         "idp_entity_id": connection.idp_entity_id, "idp_sso_url": connection.idp_sso_url,
         # The certificate is public, but long: its tail tells two apart in the log.
         "idp_x509cert": f"…{connection.idp_x509cert[-16:]}",
+        "metadata_url": connection.metadata_url,
         **{name: getattr(connection, name) for name in _SETTINGS},
     }
+
+
+def _fetch_metadata(url: str, refresh: bool, *,
+                    by_hand: bool) -> tuple[str, str, saml.IdpConfig] | None:
+    """(URL, XML, IdP values) fetched now when asked to, else None. Runs before the row lock
+    is taken, so a slow IdP never holds it."""
+    if not (url.strip() or refresh):
+        return None
+    if by_hand:
+        raise InvalidInput.field("metadata_url", "Give the metadata URL, the metadata XML or "
+                                                 "the IdP's values by hand: only one of them.")
+    if not url.strip():
+        current = SamlConnection.objects.first()
+        url = current.metadata_url if current else ""
+        if not url:
+            raise InvalidInput.field("metadata_url", "This IdP was not set from a metadata "
+                                                     "URL: give one to read.")
+    return saml.fetch_idp_metadata(url)
 
 
 @transaction.atomic

@@ -4,9 +4,14 @@ built as XML and signed with python3-saml's own signing utility (xmlsec undernea
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 NS = ('xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
       'xmlns:xs="http://www.w3.org/2001/XMLSchema" '
@@ -140,3 +146,113 @@ def metadata_xml(entity_id: str, sso_url: str, cert_body: str | None) -> str:
         '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" '
         f'Location="{sso_url}"/></md:IDPSSODescriptor></md:EntityDescriptor>'
     )
+
+
+# --- a loopback IdP over HTTP (for metadata by URL and browser journeys) -------------------
+
+SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+
+
+@dataclass
+class IdpUser:
+    """The person the loopback IdP signs in, whoever asks."""
+
+    name_id: str = "00u-sam"
+    email: str = "sam@acme.example"
+    groups: list[str] = field(default_factory=lambda: ["engineering"])
+
+
+@dataclass
+class Served:
+    """A canned answer for one path (to serve broken, huge or redirecting metadata)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class LoopbackSamlIdp:
+    """A SAML IdP on 127.0.0.1 (plain HTTP, a thread): `/metadata` serves its metadata with the
+    signing certificate; `/sso` (HTTP-Redirect binding) decodes the AuthnRequest, and answers
+    with an auto-submitting form that POSTs a response signed with its generated key to the
+    request's ACS URL, InResponseTo set to the request's ID. `served` overrides any path."""
+
+    def __init__(self, keys: KeyPair | None = None, user: IdpUser | None = None) -> None:
+        self.keys = keys or make_keypair("Loopback IdP")
+        self.user = user or IdpUser()
+        self.served: dict[str, Served] = {}
+        self.authn_requests: list[dict[str, str]] = []
+        self.paths: list[str] = []  # every GET, to prove what Station fetched and when
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.entity_id = f"{self.base}/metadata"
+        self.metadata_url = f"{self.base}/metadata"
+        self.sso_url = f"{self.base}/sso"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def metadata(self) -> str:
+        return metadata_xml(self.entity_id, self.sso_url, self.keys.cert_body)
+
+    def read_authn_request(self, encoded: str) -> dict[str, str]:
+        """ID, ACS URL and issuer (the SP entity id) of a deflated, base64 AuthnRequest."""
+        root = OneLogin_Saml2_XML.to_etree(  # DTDs and entities refused
+            OneLogin_Saml2_Utils.decode_base64_and_inflate(encoded))
+        issuer = root.find(f"{{{SAML}}}Issuer")
+        return {"id": root.attrib["ID"], "acs_url": root.attrib["AssertionConsumerServiceURL"],
+                "sp_entity_id": (issuer.text or "") if issuer is not None else ""}
+
+    def response_form(self, request: dict[str, str], relay_state: str) -> str:
+        a = Assertion(issuer=self.entity_id, audience=request["sp_entity_id"],
+                      recipient=request["acs_url"], destination=request["acs_url"],
+                      name_id=self.user.name_id, in_response_to=request["id"],
+                      email=self.user.email, groups=list(self.user.groups))
+        saml_response = encode(a.response_xml(sign(a.assertion_xml(), self.keys)))
+        return (
+            "<!doctype html><html><head><title>Loopback IdP</title></head>"
+            '<body onload="document.forms[0].submit()"><p>Signing you in…</p>'
+            f'<form method="post" action="{escape(request["acs_url"])}">'
+            f'<input type="hidden" name="SAMLResponse" value="{escape(saml_response)}">'
+            f'<input type="hidden" name="RelayState" value="{escape(relay_state)}">'
+            "<noscript><button type=\"submit\">Continue</button></noscript>"
+            "</form></body></html>")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        idp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                idp.paths.append(parts.path)
+                if parts.path in idp.served:
+                    canned = idp.served[parts.path]
+                    return self._send(canned.status, canned.body, canned.headers)
+                if parts.path == "/metadata":
+                    return self._send(200, idp.metadata().encode(),
+                                      {"Content-Type": "application/samlmetadata+xml"})
+                if parts.path == "/sso":
+                    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                    request = idp.read_authn_request(query["SAMLRequest"])
+                    idp.authn_requests.append(request)
+                    page = idp.response_form(request, query.get("RelayState", ""))
+                    return self._send(200, page.encode(),
+                                      {"Content-Type": "text/html; charset=utf-8"})
+                return self._send(404, b"not found", {"Content-Type": "text/plain"})
+
+        return Handler

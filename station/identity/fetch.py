@@ -1,0 +1,96 @@
+"""Outbound HTTP for single sign-on set-up, guarded against SSRF: OIDC discovery, token and JWKS
+requests, and SAML IdP metadata by URL all go through here.
+
+An org admin chooses these URLs, so the server must not become their proxy into the private
+network: https only, no credentials in the URL, every address the host resolves to must be
+public (not loopback, private, link-local — the cloud metadata service — or reserved), no
+redirects followed, a timeout and a size cap. `STATION_SSO_ALLOW_PRIVATE_NETWORKS` (formerly
+`STATION_OIDC_ALLOW_PRIVATE_NETWORKS`, still honoured) lifts the scheme and address rules, for
+a test IdP on loopback.
+
+Known gap: the host is resolved here and again by the HTTP client (a DNS-rebinding window).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from station.core.errors import InvalidInput
+
+TIMEOUT_SECONDS = 5
+MAX_URL_LENGTH = 2000
+
+
+class FetchError(Exception):
+    """A refused or failed fetch; `reason` is a short code (`fetch_refused`, `fetch_failed`),
+    `detail` a sentence fit for an admin (never a secret)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def private_networks_allowed() -> bool:
+    return bool(getattr(settings, "SSO_ALLOW_PRIVATE_NETWORKS", False)
+                or getattr(settings, "OIDC_ALLOW_PRIVATE_NETWORKS", False))
+
+
+def clean_url(raw: str, field: str) -> str:
+    """An https:// URL without credentials (http:// too when private networks are allowed);
+    otherwise InvalidInput naming `field`."""
+    url = (raw or "").strip()
+    parts = urlsplit(url)
+    schemes = ("https", "http") if private_networks_allowed() else ("https",)
+    if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
+        raise InvalidInput.field(field, "Give an https:// URL without credentials.")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidInput.field(field, f"At most {MAX_URL_LENGTH} characters.")
+    return url
+
+
+def check_destination(url: str) -> None:
+    """Refuse hosts that resolve to loopback, private, link-local or other non-public addresses
+    unless private networks are allowed."""
+    if private_networks_allowed():
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise FetchError("fetch_failed", f"cannot resolve {host!r}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            raise FetchError("fetch_refused", f"{host} resolves to a non-public address")
+
+
+def read_body(response: requests.Response, what: str, max_bytes: int) -> bytes:
+    """The body of a 200 response (streamed), refused past `max_bytes`."""
+    if response.is_redirect:
+        raise FetchError("fetch_failed", f"{what}: redirects are not followed")
+    if response.status_code != 200:
+        raise FetchError("fetch_failed", f"{what}: HTTP {response.status_code}")
+    body: bytes = response.raw.read(max_bytes + 1, decode_content=True)
+    if len(body) > max_bytes:
+        raise FetchError("fetch_failed", f"{what}: larger than {max_bytes} bytes")
+    return body
+
+
+def get(url: str, what: str, *, accept: str, max_bytes: int) -> bytes:
+    """GET `url` through the guard; the body, or FetchError. A bad URL is InvalidInput on
+    the field `url`: callers that know the field validate with `clean_url` first."""
+    clean_url(url, "url")
+    check_destination(url)
+    try:
+        response = requests.get(url, timeout=TIMEOUT_SECONDS, allow_redirects=False,
+                                stream=True, headers={"Accept": accept})
+    except requests.RequestException as exc:
+        raise FetchError("fetch_failed", f"{what}: {type(exc).__name__}") from exc
+    with response:
+        return read_body(response, what, max_bytes)
