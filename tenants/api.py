@@ -17,9 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from station.accounts import services as account_services
 from station.api.permissions import HasOrgPermission
 from station.api.viewsets import OrgScopedViewSet
-from station.core.errors import NotFound
+from station.core.errors import InvalidInput, NotFound
 from tenants import roles, services
 from tenants.authz import Principal, effective_permissions
 from tenants.models import ApiKey, Environment, Membership, Organization
@@ -31,7 +32,11 @@ from tenants.permissions import PERMISSIONS
 class OrganizationSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, required=False)
+    require_mfa = serializers.BooleanField(
+        required=False,
+        help_text="Members must use two-factor authentication to open this organization "
+                  "(the console's Security page; docs/mfa-and-sessions.md).")
     created_at = serializers.DateTimeField(read_only=True)
 
 
@@ -208,12 +213,23 @@ class OrganizationView(APIView):
         return Response(OrganizationSerializer(_org(request)).data)
 
     @extend_schema(request=OrganizationSerializer, responses=OrganizationSerializer,
-                   summary="Rename the organization")
+                   summary="Rename the organization, or require MFA of its members")
     def patch(self, request: Request) -> Response:
         data = _validated(OrganizationSerializer, request.data)
-        org = services.update_organization(
-            actor=_principal(request), org=_org(request), name=data["name"]
-        )
+        if not data:
+            raise InvalidInput("Give at least one of: name, require_mfa.",
+                               errors={"name": ["Give name or require_mfa."]})
+        # The request's transaction (ATOMIC_REQUESTS) holds both changes: all or nothing.
+        org = _org(request)
+        if "name" in data:
+            org = services.update_organization(
+                actor=_principal(request), org=org, name=data["name"]
+            )
+        if "require_mfa" in data:
+            # The console's Security page calls the same service (same audit event).
+            org = account_services.set_require_mfa(
+                actor=_principal(request), org=org, required=data["require_mfa"]
+            )
         return Response(OrganizationSerializer(org).data)
 
 
