@@ -74,6 +74,11 @@ ACTIONS: MappingProxyType[str, str] = MappingProxyType(
         "(the reason is recorded)",
         "identity.sso_provisioned": "First SSO sign-in: the account and/or membership was "
         "created just in time",
+        "identity.sso_test_succeeded": "An admin's connection test of the organization's IdP "
+        "passed every sign-in check (nobody was signed in or provisioned; the would-be "
+        "outcome is recorded)",
+        "identity.sso_test_failed": "An admin's connection test of the organization's IdP was "
+        "refused (the reason is recorded)",
         "scim.token_created": "A SCIM provisioning token was created (shown once)",
         "scim.token_revoked": "A SCIM provisioning token was revoked",
         "scim.user_created": "The IdP provisioned a user over SCIM (account and/or membership)",

@@ -7,14 +7,14 @@ import uuid
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 
 from frontend.access import OrgRequest, org_view
 from frontend.forms import add_service_error, org_role_choices
 from station.core.errors import StationError
-from station.identity import saml, services
+from station.identity import saml, services, sso_test
 from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
 
 
@@ -270,3 +270,41 @@ def oidc_remove(request: OrgRequest) -> HttpResponse:
         "body": "Nobody can sign in through it any more; its SSO enforcement stops with it.",
         "confirm_label": "Remove", "danger": True, "cancel_url": "console:sso-oidc",
     })
+
+
+# --- test connection (SAML and OIDC) ------------------------------------------------------
+
+
+@org_view("org.manage")
+def sso_test_start(request: OrgRequest) -> HttpResponse:
+    """POST: this browser signs in at the SAML IdP as a test; nobody is signed in here."""
+    return _start_test(request, "saml", "console:sso")
+
+
+@org_view("org.manage")
+def oidc_test_start(request: OrgRequest) -> HttpResponse:
+    return _start_test(request, "oidc", "console:sso-oidc")
+
+
+def _start_test(request: OrgRequest, protocol: str, back: str) -> HttpResponse:
+    if request.method != "POST":  # a button (CSRF-protected), never a link
+        return redirect(back, org_slug=request.org.slug)
+    try:
+        return sso_test.start(request, actor=request.principal, org=request.org,
+                              protocol=protocol)
+    except StationError as exc:
+        messages.error(request, exc.detail)
+        return redirect(back, org_slug=request.org.slug)
+
+
+@never_cache
+@org_view("org.manage")
+def sso_test_result(request: OrgRequest, test_id: uuid.UUID) -> HttpResponse:
+    """A test's result, only in the session that ran it and only for its tester."""
+    result = sso_test.result_for(request.session, test_id=str(test_id), org=request.org,
+                                 user=request.user)
+    if result is None:
+        raise Http404("No such connection test in this session.")
+    return render(request, "console/sso/test_result.html", {
+        "result": result, "received": result.get("received") or {},
+        "plan": result.get("plan") or {}, "saml": result["protocol"] == "saml"})

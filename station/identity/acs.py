@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +34,8 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
 
 from audit import services as audit
-from station.identity import saml
+from station.core.errors import NotFound
+from station.identity import saml, sso_test
 from station.identity.adapters import saml_app_for_org
 from station.identity.models import SamlAssertionSeen, SamlConnection, SamlRequest
 from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sso_login
@@ -78,6 +80,21 @@ def saml_login(request: HttpRequest, organization_slug: str) -> HttpResponse:
     org = platform.org_by_slug(organization_slug)
     if org is None:
         raise Http404("No single sign-on for this organization.")
+    return _send_authn_request(request, org, organization_slug,
+                               {"next": safe_path(request.GET.get("next"))})
+
+
+def start_saml_test(request: HttpRequest, *, actor: Principal, org: Any) -> HttpResponse:
+    """The console's "test connection": an AuthnRequest like `saml_login`'s, whose session
+    state carries the test marker (org.manage required). Its answer signs nobody in."""
+    test = sso_test.new_marker(actor=actor, org=org)
+    if saml_app_for_org(org.slug) is None:
+        raise NotFound("This organization has no enabled SAML identity provider to test.")
+    return _send_authn_request(request, org, org.slug, {"next": None, "test": test})
+
+
+def _send_authn_request(request: HttpRequest, org: Any, organization_slug: str,
+                        state: dict[str, Any]) -> HttpResponse:
     provider = _provider(organization_slug, request)
     auth = build_auth(request, provider)
     redirect_url = auth.login(return_to="")
@@ -87,8 +104,7 @@ def saml_login(request: HttpRequest, organization_slug: str) -> HttpResponse:
             organization_id=org.id, request_id=request_id,
             expires_at=timezone.now() + timedelta(seconds=saml.REQUEST_TTL_SECONDS))
     pending = dict(request.session.get(SESSION_KEY, {}))
-    pending[request_id] = {"org": organization_slug,
-                           "next": safe_path(request.GET.get("next"))}
+    pending[request_id] = {"org": organization_slug, **state}
     request.session[SESSION_KEY] = dict(list(pending.items())[-MAX_PENDING:])
     return HttpResponseRedirect(redirect_url)
 
@@ -128,61 +144,33 @@ def _fail(request: HttpRequest, connection: SamlConnection, reason: str, detail:
     return _refuse(request, message)
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    reason: str
+    detail: str
+    message: str
+
+
 def _finish(request: HttpRequest, acs_request: HttpRequest, connection: SamlConnection,
             provider: Any, org_slug: str) -> HttpResponse | tuple[Any, str | None]:
     pending: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_KEY, {}))
     # The AuthnRequest this browser is waiting on for this org (the newest one).
     expected = next((rid for rid, st in reversed(pending.items()) if st.get("org") == org_slug),
                     None)
-    auth: OneLogin_Saml2_Auth = build_auth(acs_request, provider)
-    try:
-        auth.process_response(request_id=expected)
-    except (binascii.Error, OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError) as exc:
-        return _fail(request, connection, "invalid_response", str(exc),
-                     "The identity provider's response was not accepted.")
-    errors = auth.get_errors()
-    if errors or not auth.is_authenticated():
-        return _fail(request, connection, "invalid_response",
-                     auth.get_last_error_reason() or ", ".join(errors) or "not authenticated",
-                     "The identity provider's response was not accepted.")
-
-    in_response_to = auth.get_last_response_in_response_to()
-    next_url: str | None = None
-    if in_response_to:
-        state = pending.pop(in_response_to, None)
-        request.session[SESSION_KEY] = pending
-        if state is None or state.get("org") != org_slug:
-            return _fail(request, connection, "unknown_request",
-                         f"InResponseTo {in_response_to} was not sent by this browser",
-                         "This sign-in was not started here; start again.")
-        used = SamlRequest.objects.filter(
-            request_id=in_response_to, used_at__isnull=True, expires_at__gt=timezone.now(),
-        ).update(used_at=timezone.now())
-        if used != 1:
-            return _fail(request, connection, "request_reused_or_expired",
-                         f"AuthnRequest {in_response_to} already answered or expired",
-                         "This sign-in was already used or has expired; start again.")
-        next_url = state.get("next")
-    else:
-        if not connection.allow_idp_initiated:
-            return _fail(request, connection, "unsolicited_response",
-                         "no InResponseTo and IdP-initiated login is off",
-                         "Sign-in must start from Station for this organization.")
-        next_url = safe_path(acs_request.POST.get("RelayState"))
-
-    replay = _remember_assertion(connection, auth)
-    if replay is not None:
-        return _fail(request, connection, "replayed_assertion", replay,
-                     "This sign-in response was already used.")
-
-    common = provider.extract_common_fields(auth)
-    attributes = auth.get_attributes()
-    groups = [str(g) for g in attributes.get(connection.group_attribute, [])] \
-        if connection.group_attribute else []
-    name = " ".join(p for p in (common.get("first_name"), common.get("last_name")) if p)
-    assertion = SsoAssertion(idp_entity_id=connection.idp_entity_id,
-                             subject=str(auth.get_nameid()), email=common.get("email") or "",
-                             name=name, groups=groups)
+    test = sso_test.marker(pending.get(expected) if expected else None)
+    if test is not None and expected is not None:
+        # Whatever answers a test — valid, invalid, unsolicited — is the test's answer: it
+        # goes through every check below and never on to a sign-in.
+        return _finish_test(request, acs_request, connection, provider, org_slug, pending,
+                            expected, test)
+    outcome = _validate(request, acs_request, connection, provider, org_slug, pending,
+                        expected, test=False)
+    if isinstance(outcome, _Refusal):
+        return _fail(request, connection, outcome.reason, outcome.detail, outcome.message)
+    auth, state, in_response_to = outcome
+    next_url = (state.get("next") if state is not None
+                else safe_path(acs_request.POST.get("RelayState")))
+    assertion = _assertion(auth, provider, connection)
     try:
         with transaction.atomic():
             result = sso_login(connection=connection, assertion=assertion)
@@ -193,8 +181,99 @@ def _finish(request: HttpRequest, acs_request: HttpRequest, connection: SamlConn
                  target=result.membership, target_label=result.user.email,
                  changes={"idp": connection.idp_entity_id, "subject": assertion.subject,
                           "role": result.role, "idp_initiated": not in_response_to,
-                          "groups": groups})
+                          "groups": assertion.groups})
     return result.user, next_url
+
+
+def _finish_test(request: HttpRequest, acs_request: HttpRequest, connection: SamlConnection,
+                 provider: Any, org_slug: str, pending: dict[str, dict[str, Any]],
+                 expected: str, test: dict[str, str]) -> HttpResponse:
+    org = connection.organization
+    tester = sso_test.tester(request, org, test)
+    if tester is None:  # signed out, another user, or no longer allowed: no result here
+        pending.pop(expected, None)
+        request.session[SESSION_KEY] = pending
+        sso_test.record_failure(actor=idp_principal(connection), connection=connection,
+                                test=test, protocol="saml", reason="unknown_request",
+                                detail="the test was answered in a session that is not its "
+                                       "tester's", org_slug=org_slug)
+        return _refuse(request, "This connection test was not started in this session.")
+    outcome = _validate(request, acs_request, connection, provider, org_slug, pending,
+                        expected, test=True)
+    # A test is answered once, whatever the answer (the valid path popped it already).
+    pending.pop(expected, None)
+    request.session[SESSION_KEY] = pending
+    if isinstance(outcome, _Refusal):
+        result = sso_test.record_failure(actor=tester, connection=connection, test=test,
+                                         protocol="saml", reason=outcome.reason,
+                                         detail=outcome.detail, org_slug=org_slug)
+    else:
+        auth = outcome[0]
+        result = sso_test.record_success(
+            actor=tester, connection=connection, test=test, protocol="saml",
+            assertion=_assertion(auth, provider, connection),
+            attributes=auth.get_attributes())
+    return sso_test.answered(request, org_slug, result)
+
+
+def _validate(request: HttpRequest, acs_request: HttpRequest, connection: SamlConnection,
+              provider: Any, org_slug: str, pending: dict[str, dict[str, Any]],
+              expected: str | None, *, test: bool,
+              ) -> _Refusal | tuple[OneLogin_Saml2_Auth, dict[str, Any] | None, str | None]:
+    """Every check of a response, real sign-in or test alike: python3-saml in strict mode,
+    InResponseTo bound to this session and used once, the replay cache. Returns the accepted
+    response, the session state of the request it answers (None if unsolicited) and its id."""
+    auth: OneLogin_Saml2_Auth = build_auth(acs_request, provider)
+    try:
+        auth.process_response(request_id=expected)
+    except (binascii.Error, OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError) as exc:
+        return _Refusal("invalid_response", str(exc),
+                        "The identity provider's response was not accepted.")
+    errors = auth.get_errors()
+    if errors or not auth.is_authenticated():
+        return _Refusal("invalid_response",
+                        auth.get_last_error_reason() or ", ".join(errors) or "not authenticated",
+                        "The identity provider's response was not accepted.")
+
+    in_response_to = auth.get_last_response_in_response_to()
+    state: dict[str, Any] | None = None
+    if in_response_to:
+        state = pending.pop(in_response_to, None)
+        request.session[SESSION_KEY] = pending
+        if state is None or state.get("org") != org_slug:
+            return _Refusal("unknown_request",
+                            f"InResponseTo {in_response_to} was not sent by this browser",
+                            "This sign-in was not started here; start again.")
+        used = SamlRequest.objects.filter(
+            request_id=in_response_to, used_at__isnull=True, expires_at__gt=timezone.now(),
+        ).update(used_at=timezone.now())
+        if used != 1:
+            return _Refusal("request_reused_or_expired",
+                            f"AuthnRequest {in_response_to} already answered or expired",
+                            "This sign-in was already used or has expired; start again.")
+    elif test or not connection.allow_idp_initiated:
+        # A test always answers its AuthnRequest: an unsolicited response is never one.
+        return _Refusal("unsolicited_response",
+                        "no InResponseTo and IdP-initiated login is off" if not test
+                        else "no InResponseTo in the answer to a connection test",
+                        "Sign-in must start from Station for this organization.")
+
+    replay = _remember_assertion(connection, auth)
+    if replay is not None:
+        return _Refusal("replayed_assertion", replay, "This sign-in response was already used.")
+    return auth, state, in_response_to
+
+
+def _assertion(auth: OneLogin_Saml2_Auth, provider: Any,
+               connection: SamlConnection) -> SsoAssertion:
+    common = provider.extract_common_fields(auth)
+    attributes = auth.get_attributes()
+    groups = [str(g) for g in attributes.get(connection.group_attribute, [])] \
+        if connection.group_attribute else []
+    name = " ".join(p for p in (common.get("first_name"), common.get("last_name")) if p)
+    return SsoAssertion(idp_entity_id=connection.idp_entity_id,
+                        subject=str(auth.get_nameid()), email=common.get("email") or "",
+                        name=name, groups=groups)
 
 
 def _remember_assertion(connection: SamlConnection, auth: OneLogin_Saml2_Auth) -> str | None:

@@ -79,18 +79,26 @@ def _email_domain(email: str) -> str:
     return email.rpartition("@")[2].lower() if "@" in email else ""
 
 
-def _find_or_link_user(connection: Connection, assertion: SsoAssertion) -> tuple[User, bool]:
+def email_domain_verified(email: str) -> bool:
+    """Whether the email's domain is one this org (the current scope) verified."""
+    domain = _email_domain(email.strip())
+    return bool(domain) and VerifiedDomain.objects.filter(
+        domain=domain, verified_at__isnull=False).exists()
+
+
+def _account_to_link(connection: Connection, assertion: SsoAssertion) -> User | None:
+    """First sign-in of a subject: the existing account to link, or None for a new one.
+    Reads only; SsoRefused when the email may not be used."""
     email = assertion.email.strip().lower()
     if not email:
         raise SsoRefused("no_email", "Your identity provider sent no email address.")
     domain = _email_domain(email)
-    if not VerifiedDomain.objects.filter(domain=domain, verified_at__isnull=False).exists():
+    if not email_domain_verified(email):
         raise SsoRefused("email_domain_not_verified",
                          f"{domain} is not a verified domain of this organization.")
     user = User.objects.filter(email=email).first()
     if user is None:
-        user = User.objects.create_user(email=email, name=assertion.name[:200])
-        return user, True
+        return None
     others = [o for o in platform.orgs_for_user(user.pk)
               if o.id != connection.organization_id]
     if others:
@@ -102,39 +110,62 @@ def _find_or_link_user(connection: Connection, assertion: SsoAssertion) -> tuple
         raise SsoRefused("email_linked_to_another_subject",
                          "This email already belongs to another identity at your identity "
                          "provider.")
-    return user, False
+    return user
+
+
+@dataclass(frozen=True)
+class SsoPlan:
+    """What `sso_login` will do for an accepted assertion, decided before any write. The
+    console's connection test shows it without carrying it out (`plan_sso_login`)."""
+
+    identity: SsoIdentity | None  # the subject's existing link, if any
+    user: User | None  # the account signed in; None: a new one is created
+    email: str  # normalized; the new account's email
+    membership: Membership | None  # the current membership, if any
+    role: str  # the membership's role after the sign-in
+    mapped_role: str | None  # what the groups (or the default role) give
+
+
+def plan_sso_login(*, connection: Connection, assertion: SsoAssertion) -> SsoPlan:
+    """Every rule of JIT provisioning, reading only (in the org's scope). Raises SsoRefused
+    exactly where a sign-in would be refused; `sso_login` carries the plan out."""
+    identity = (SsoIdentity.objects.select_related("user")
+                .filter(idp_entity_id=assertion.idp_entity_id, subject=assertion.subject)
+                .first())
+    user = identity.user if identity is not None else _account_to_link(connection, assertion)
+    if user is not None and not user.is_active:
+        raise SsoRefused("account_disabled", "This account is disabled.")
+    mapped = role_for_groups(connection, assertion.groups)
+    membership = Membership.objects.filter(user=user).first() if user is not None else None
+    is_owner = membership is not None and membership.role == OWNER_ROLE
+    if mapped is None and not is_owner:
+        raise SsoRefused("no_mapped_group",
+                         "None of your groups gives access to this organization.")
+    # The IdP is the source of truth for roles at each login; it never touches owners.
+    role = membership.role if is_owner and membership is not None else mapped
+    assert role is not None
+    return SsoPlan(identity=identity, user=user, email=assertion.email.strip().lower(),
+                   membership=membership, role=role, mapped_role=mapped)
 
 
 @transaction.atomic
 def sso_login(*, connection: Connection, assertion: SsoAssertion) -> SsoLogin:
     """Find or create the user and membership for an accepted assertion (in the org's scope)."""
-    identity = (SsoIdentity.objects.select_related("user")
-                .filter(idp_entity_id=assertion.idp_entity_id, subject=assertion.subject)
-                .first())
-    user_created = False
-    if identity is None:
-        user, user_created = _find_or_link_user(connection, assertion)
-        identity = SsoIdentity.objects.create(
-            organization_id=connection.organization_id, idp_entity_id=assertion.idp_entity_id,
-            subject=assertion.subject, user=user)
-    user = identity.user
-    if not user.is_active:
-        raise SsoRefused("account_disabled", "This account is disabled.")
-    role = role_for_groups(connection, assertion.groups)
-    membership = Membership.objects.filter(user=user).first()
-    if role is None and not (membership and membership.role == OWNER_ROLE):
-        raise SsoRefused("no_mapped_group",
-                         "None of your groups gives access to this organization.")
+    plan = plan_sso_login(connection=connection, assertion=assertion)
+    user_created = plan.user is None
+    user = plan.user or User.objects.create_user(email=plan.email, name=assertion.name[:200])
+    identity = plan.identity or SsoIdentity.objects.create(
+        organization_id=connection.organization_id, idp_entity_id=assertion.idp_entity_id,
+        subject=assertion.subject, user=user)
     actor = idp_principal(connection)
+    membership = plan.membership
     membership_created = membership is None
     if membership is None:
-        assert role is not None
         membership = Membership.objects.create(organization_id=connection.organization_id,
-                                               user=user, role=role)
-    elif membership.role != OWNER_ROLE and role is not None and membership.role != role:
-        # The IdP is the source of truth for roles at each login; it never touches owners.
+                                               user=user, role=plan.role)
+    elif membership.role != plan.role:
         membership = tenant_services.change_member_role(actor=actor, membership=membership,
-                                                        role=role)
+                                                        role=plan.role)
     if user_created or membership_created:
         audit.record("identity.sso_provisioned", actor=actor, target=membership,
                      target_label=user.email,

@@ -66,3 +66,33 @@ def test_admin_sees_the_nav_entry_developer_does_not(login: Any, org_a: OrgFixtu
     dev = login(member("dev@acme.example", "developer"))
     assert b"Single sign-on" not in dev.get("/o/acme/environments/").content
     assert dev.get("/o/acme/sso/").status_code == 403
+
+
+def test_setup_pages_offer_test_connection_only_for_an_enabled_idp(
+    login: Any, org_a: OrgFixture, idp_keys: Any
+) -> None:
+    from station.identity import services
+    from tests.fixtures import SYSTEM
+
+    client = login(org_a.owner)
+    assert b"Test connection" not in client.get("/o/acme/sso/").content
+    assert b"Test connection" not in client.get("/o/acme/sso/oidc/").content
+    with org_a.scope():
+        services.configure_saml(actor=SYSTEM, org=org_a.org, entity_id=IDP_ENTITY,
+                                sso_url=IDP_SSO, x509cert=idp_keys.cert_pem)
+    page = client.get("/o/acme/sso/").content.decode()
+    assert 'id="sso-test-form"' in page and "Test connection" in page
+    assert 'action="/o/acme/sso/test/"' in page and "csrfmiddlewaretoken" in page
+    with org_a.scope():
+        services.configure_saml(actor=SYSTEM, org=org_a.org, enabled=False)
+    page = client.get("/o/acme/sso/").content.decode()
+    assert 'id="sso-test-form"' not in page and "Enable the connection to test it" in page
+    with org_a.scope():
+        services.configure_oidc(
+            actor=SYSTEM, org=org_a.org, issuer="https://idp.acme.example",
+            client_id="station", client_secret="s3cret",
+            authorization_endpoint="https://idp.acme.example/authorize",
+            token_endpoint="https://idp.acme.example/token",
+            jwks_uri="https://idp.acme.example/jwks")
+    page = client.get("/o/acme/sso/oidc/").content.decode()
+    assert 'id="oidc-test-form"' in page and 'action="/o/acme/sso/oidc/test/"' in page
