@@ -357,3 +357,44 @@ def test_oidc_test_callback_cannot_sign_in_elsewhere(
     assert not User.objects.filter(email="alice@acme.example").exists()
     assert [e.changes["reason"] for e in events(oidc_org, "identity.sso_login_failed")] == [
         "unknown_state", "unknown_state"]
+
+
+# --- the dry run is the provisioning rules themselves ----------------------------------------
+
+
+@pytest.mark.parametrize(("email", "groups", "invited", "expected"), [
+    ("alice@acme.example", ["engineering"], None, ("create", "developer")),
+    ("alice@acme.example", ["platform-admins", "engineering"], None, ("create", "admin")),
+    ("dave@acme.example", ["unmapped"], "operator", ("link", "viewer")),
+    ("owner@acme.example", [], "owner", ("link", "owner")),
+    ("eve@elsewhere.example", ["engineering"], None, "email_domain_not_verified"),
+    ("", ["engineering"], None, "no_email"),
+])
+def test_dry_run_predicts_what_sso_login_does(
+    saml_setup: SamlSetup, org_a: OrgFixture, email: str, groups: list[str],
+    invited: str | None, expected: Any
+) -> None:
+    from station.identity import sso_test
+    from station.identity.provisioning import SsoAssertion, SsoRefused, sso_login
+
+    if invited and invited != "owner":
+        org_a.add_member(email, invited)
+    connection = saml_setup.connection()
+    assertion = SsoAssertion(idp_entity_id=connection.idp_entity_id, subject="00u-x",
+                             email=email, groups=groups)
+    with org_a.scope():
+        plan = sso_test.dry_run(connection=connection, assertion=assertion)
+        try:
+            done = sso_login(connection=connection, assertion=assertion)
+        except SsoRefused as exc:
+            assert plan["refused"] == exc.reason == expected
+            return
+    assert plan["refused"] is None
+    assert (plan["account"], plan["role"]) == expected
+    assert done.role == plan["role"]
+    assert done.user_created == (plan["account"] == "create")
+    assert done.membership_created == (plan["membership"] == "create")
+    # Once linked, the next dry run finds the identity and keeps the membership.
+    with org_a.scope():
+        again = sso_test.dry_run(connection=connection, assertion=assertion)
+    assert (again["account"], again["membership"]) == ("existing", "keep")
