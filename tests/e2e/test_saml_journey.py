@@ -2,7 +2,9 @@
 generated here (tests/identity/idp.py): the owner configures the IdP from its metadata URL,
 verifies the email domain (DNS faked through station.identity.dns) and maps a group to a role;
 a new person signs in with SSO, is bounced through the IdP and lands in the org's console; the
-owner then sees the member, with the mapped role, and the audit events."""
+owner then sees the member, with the mapped role, and the audit events. Before that, the
+owner's "Test connection" round trip shows what the IdP sent and what a sign-in would do,
+and provisions nobody."""
 
 from __future__ import annotations
 
@@ -98,6 +100,22 @@ def test_owner_configures_saml_and_a_new_person_signs_in_through_the_idp(
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".flash-success")).to_contain_text("Group mapping saved")
     screenshot(page, "saml-03-group-mapping")
+
+    # Before anyone relies on it, the owner tests the connection: a round trip through the IdP
+    # whose answer is checked like a sign-in, then shown, not acted on.
+    page.get_by_role("link", name="Single sign-on").click()
+    page.get_by_role("button", name="Test connection").click()
+    expect(page).to_have_url(re.compile(r"/o/acme/sso/test/[0-9a-f-]+/$"))
+    expect(page.locator("#sso-test-result")).to_have_attribute("data-ok", "true")
+    expect(page.locator("#sso-test-groups")).to_contain_text("engineering")
+    expect(page.locator("#sso-test-role")).to_have_text("developer")
+    expect(page.locator("#sso-test-account")).to_contain_text(
+        f"Create a new account {NEWCOMER.email}")
+    expect(page.locator("#sso-test-domain")).to_contain_text("verified by this organization")
+    expect(page.locator("body")).to_contain_text(console_org.owner.email)  # still the owner
+    screenshot(page, "saml-04-connection-tested")
+    page.get_by_role("link", name="Members").click()
+    expect(page.locator(f'tr[data-email="{NEWCOMER.email}"]')).to_have_count(0)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/|/$"))
 
@@ -113,28 +131,30 @@ def test_owner_configures_saml_and_a_new_person_signs_in_through_the_idp(
         expect(other).to_have_url(re.compile(rf"^{re.escape(live_server.url)}/o/acme/"))
         expect(other.locator(".org-name")).to_have_text("Acme Robotics")
         expect(other.locator("body")).to_contain_text(NEWCOMER.email)
-        screenshot(other, "saml-04-signed-in-through-the-idp")
+        screenshot(other, "saml-05-signed-in-through-the-idp")
     finally:
         newcomer.close()
-    [request] = idp.authn_requests
+    test_request, request = idp.authn_requests  # the owner's test, then the sign-in
     assert request["acs_url"] == f"{live_server.url}/accounts/saml/acme/acs/"
-    # Station read the metadata once, at the owner's save; the sign-in did not (the browser
-    # asks the IdP for its favicon, hence no exact list).
-    assert idp.paths.count("/metadata") == 1 and idp.paths.count("/sso") == 1
+    assert test_request["id"] != request["id"]
+    # Station read the metadata once, at the owner's save; the test and the sign-in did not
+    # (the browser asks the IdP for its favicon, hence no exact list).
+    assert idp.paths.count("/metadata") == 1 and idp.paths.count("/sso") == 2
 
     # The owner finds the new member with the mapped role, and the audit events.
     _sign_in_with_password(page, live_server, console_org)
     page.get_by_role("link", name="Members").click()
     row = page.locator(f'tr[data-email="{NEWCOMER.email}"]')
     expect(row.get_by_label(f"Role of {NEWCOMER.email}")).to_have_value("developer")
-    screenshot(page, "saml-05-member-provisioned")
+    screenshot(page, "saml-06-member-provisioned")
     page.get_by_role("link", name="Audit log").click()
     table = page.locator("#audit-events")
     for action in ("identity.saml_configured", "identity.domain_verified",
-                   "identity.group_mapping_set", "identity.sso_provisioned",
+                   "identity.group_mapping_set", "identity.sso_test_succeeded",
+                   "identity.sso_provisioned",
                    "identity.sso_login_succeeded"):
         expect(table.locator(f'tr[data-action="{action}"]').first).to_be_visible()
     expect(table.locator('tr[data-action="identity.sso_login_succeeded"]')).to_contain_text(
         NEWCOMER.email)
     expect(table.locator('tr[data-action="identity.sso_login_failed"]')).to_have_count(0)
-    screenshot(page, "saml-06-audit-log")
+    screenshot(page, "saml-07-audit-log")
