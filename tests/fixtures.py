@@ -146,8 +146,8 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
     """One environment, member, environment role, API key, secret, variable, MCP server, tool,
     model provider, agent with a published version, tool policy, schedule, inbound and outbound
     webhooks, a webhook delivery, a run held on a tool call (with a step and the approval), a
-    verified domain, an IdP group mapping, a SAML connection, a custom role and audit events in
-    `fx`'s org."""
+    verified domain, an IdP group mapping, a SAML connection, a custom role, a SCIM token and
+    audit events in `fx`'s org."""
     from audit.models import AuditEvent
     from station.agents import services as agents
     from station.agents.models import Agent, AgentVersion
@@ -239,6 +239,10 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
             jwks_uri=f"https://login.{slug}.example/jwks")
         oidc_secret.seal_onto(oidc_connection, f"seeded-oidc-secret-{slug}")
         oidc_connection.save()
+        from station.scim import tokens as scim_tokens
+        from station.scim.models import ScimToken
+
+        scim_tokens.create_scim_token(actor=SYSTEM, org=fx.org, name=f"{slug} IdP")
         # Direct row: deliveries are made by finished runs (tests/triggers cover that path).
         WebhookDelivery.objects.create(webhook=outbound, event="run.succeeded",
                                        payload={"event": "run.succeeded"})
@@ -248,7 +252,7 @@ def seed_org(fx: OrgFixture) -> SeededOrg:
                           ModelProvider, Agent, AgentVersion, ToolPolicy, Schedule,
                           InboundWebhook, OutboundWebhook, WebhookDelivery, Run, RunStep,
                           ToolApproval, VerifiedDomain, GroupRoleMapping, CustomRole,
-                          AuditEvent)
+                          ScimToken, AuditEvent)
         }
     assert key in objects[ApiKey]
     return SeededOrg(fx, objects)

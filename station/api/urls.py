@@ -12,6 +12,7 @@ from station.identity.api import (
 )
 from station.providers.api import ProviderViewSet
 from station.runs.api import RunViewSet, ToolApprovalViewSet
+from station.scim.api import ScimTokenViewSet
 from station.tools.api import McpServerViewSet, ToolViewSet
 from station.tools.policies_api import ToolPolicyViewSet
 from station.triggers.api import (
@@ -53,6 +54,7 @@ router.register("agents", AgentViewSet, basename="agent")
 router.register("agent-versions", AgentVersionViewSet, basename="agentversion")
 router.register("sso/domains", VerifiedDomainViewSet, basename="verifieddomain")
 router.register("sso/group-mappings", GroupMappingViewSet, basename="groupmapping")
+router.register("scim-tokens", ScimTokenViewSet, basename="scimtoken")
 
 urlpatterns = [
     path("me", MeView.as_view(), name="me"),

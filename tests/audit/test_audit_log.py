@@ -20,6 +20,7 @@ from station.identity import services as identity
 from station.providers import services as providers
 from station.providers.models import ModelProvider
 from station.runs import services as runs
+from station.scim import tokens as scim_tokens
 from station.tools import policies
 from station.tools import services as tools
 from station.tools.hashing import ToolDefinition
@@ -171,6 +172,9 @@ OPERATIONS = [
               {"group": "engineering", "role": "developer"}),
     Operation("identity.group_mapping_deleted", "delete", "/api/v1/sso/group-mappings/{pk}",
               None, "group_mapping"),
+    Operation("scim.token_created", "post", "/api/v1/scim-tokens", {"name": "Okta"}),
+    Operation("scim.token_revoked", "post", "/api/v1/scim-tokens/{pk}/revoke", None,
+              "scim_token"),
 ]
 # POSTs that change nothing, so write no event.
 READ_ONLY = {("post", "/api/v1/environments/{pk}/bundle/diff")}
@@ -258,7 +262,9 @@ def _targets(org: OrgFixture) -> dict[str, Any]:
                                                    role="operator")
         custom_role = services.create_custom_role(actor=SYSTEM, org=org.org, name="seeded",
                                                   permissions=["org.read", "runs.read"])
+        scim_token = scim_tokens.create_scim_token(actor=SYSTEM, org=org.org, name="seeded")
     return {"custom_role": custom_role.name, "custom_role_id": custom_role.pk,
+            "scim_token": scim_token.token.pk,
             "domain": domain.pk, "group_mapping": group_mapping.pk,
             "run_agent": run_agent.pk, "run": run.pk, "held_run": held_run.pk,
             "approval": approval.pk,
