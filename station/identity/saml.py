@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,10 +62,17 @@ def _clean_cert(raw: str, field: str) -> str:
         raise InvalidInput.field(field, "A signing certificate is required.")
     try:
         der = base64.b64decode(body, validate=True)
-        x509.load_der_x509_certificate(der)
+        cert = x509.load_der_x509_certificate(der)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput.field(
             field, "This is not an X.509 certificate (PEM or base64 DER expected).") from exc
+    # python3-saml verifies signatures with the key and ignores the dates, so an expired
+    # certificate would keep working silently; it means the IdP has rolled its key.
+    expired_on = cert.not_valid_after_utc
+    if expired_on < datetime.now(UTC):
+        raise InvalidInput.field(
+            field, f"This certificate expired on {expired_on:%Y-%m-%d}: give the IdP's current "
+                   "signing certificate (or its metadata) instead.")
     return body
 
 

@@ -36,10 +36,10 @@ class KeyPair:
         return "".join(line for line in self.cert_pem.splitlines() if "-----" not in line)
 
 
-def make_keypair(common_name: str = "Test IdP") -> KeyPair:
+def make_keypair(common_name: str = "Test IdP", *, expired: bool = False) -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - (timedelta(days=400) if expired else timedelta(0))
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))

@@ -13,7 +13,7 @@ from station.identity import dns, services
 from station.identity.models import GroupRoleMapping, SamlConnection, VerifiedDomain
 from tests.fixtures import SYSTEM, OrgFixture
 from tests.identity.conftest import IDP_ENTITY, IDP_SSO, verify_domain_directly
-from tests.identity.idp import metadata_xml
+from tests.identity.idp import make_keypair, metadata_xml
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,22 @@ def test_bad_idp_input_is_a_field_error_and_changes_nothing(
             services.configure_saml(actor=SYSTEM, org=org_a.org, **kwargs)
         assert field in (info.value.errors or {})
         assert not SamlConnection.objects.exists()
+    assert _count(org_a, "identity.saml_configured") == 0
+
+
+def test_an_expired_idp_certificate_is_refused_with_its_date(org_a: OrgFixture) -> None:
+    expired = make_keypair("Old IdP key", expired=True)
+    for kwargs, field in (
+            ({"metadata_xml": metadata_xml(IDP_ENTITY, IDP_SSO, expired.cert_body)},
+             "metadata_xml"),
+            ({"entity_id": IDP_ENTITY, "sso_url": IDP_SSO, "x509cert": expired.cert_pem},
+             "x509cert")):
+        with org_a.scope():
+            with pytest.raises(InvalidInput) as info:
+                services.configure_saml(actor=SYSTEM, org=org_a.org, **kwargs)
+            [message] = (info.value.errors or {})[field]
+            assert "expired on" in message and "current signing certificate" in message
+            assert not SamlConnection.objects.exists()
     assert _count(org_a, "identity.saml_configured") == 0
 
 
