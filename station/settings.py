@@ -276,6 +276,12 @@ RUN_MAX_ATTEMPTS = env_int("STATION_RUN_MAX_ATTEMPTS", 3)
 RUN_REAPER_INTERVAL_SECONDS = env_int("STATION_RUN_REAPER_INTERVAL_SECONDS", 30)
 # Bound on one tool call through MCP.
 MCP_CALL_TIMEOUT_SECONDS = env_int("STATION_MCP_CALL_TIMEOUT_SECONDS", 60)
+# Warm MCP sessions kept by each worker process between runs of the same server (same org,
+# same resolved settings and secrets, same tool pins; docs/runs.md). Off: one per run.
+MCP_SESSION_REUSE = env_bool("STATION_MCP_SESSION_REUSE", True)
+MCP_SESSION_POOL_SIZE = env_int("STATION_MCP_SESSION_POOL_SIZE", 8)  # idle, per process
+MCP_SESSION_IDLE_SECONDS = env_int("STATION_MCP_SESSION_IDLE_SECONDS", 300)
+MCP_SESSION_MAX_AGE_SECONDS = env_int("STATION_MCP_SESSION_MAX_AGE_SECONDS", 3600)
 # Live run pages (server-sent events) held open at once per web process. Each holds a
 # gunicorn thread while open; past this, a run page polls every few seconds instead.
 LIVE_STREAMS_PER_PROCESS = env_int("STATION_LIVE_STREAMS_PER_PROCESS", 2)

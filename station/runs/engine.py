@@ -36,10 +36,10 @@ from station.providers.base import (
     ToolSpec,
 )
 from station.runs import lifecycle
-from station.runs.mcp_pool import SessionPool, ToolCallFailed
+from station.runs.mcp_pool import SessionPool, ToolCallFailed, pins_digest
 from station.runs.models import Run, RunStep, ToolApproval
 from station.tools.models import McpServer, Tool, ToolPolicy
-from station.tools.policies import policy_for
+from station.tools.policies import effects_for, policy_for
 from station.vault.models import Variable
 from station.vault.services import REFERENCE, redact
 from tenants import context
@@ -111,15 +111,18 @@ def execute(run_id: uuid.UUID) -> str:
     beat = Heartbeat(run, worker)
     beat.start()
     loop = _Loop(run, worker, beat)
+    crashed = True
     try:
         outcome = loop.run()
+        crashed = False
     except Exception as exc:  # a bug must end the run visibly, never leave it running
         log.exception("run loop crashed", extra={"run_id": str(run_id)})
         outcome = Outcome(Run.FAILED, error=loop.redact(
             f"Internal error in the run loop: {type(exc).__name__}: {exc}"))
     finally:
         beat.stop()
-        loop.pool.close()
+        # Sessions of a run that crashed are closed, not handed to the next run.
+        loop.pool.close(reuse=not crashed)
     if outcome.status in Run.FINAL:
         lifecycle.complete(run, worker, outcome.status, output=loop.redact(outcome.output),
                            error=loop.redact(outcome.error))
@@ -137,6 +140,10 @@ class _Loop:
         self.pool = SessionPool(actor=self.principal, purpose=self.purpose)
         self.secret_values: list[str] = []
         self.sequence = 0
+        # cancel_requested as read under the run's row lock by the claim or the last step
+        # write, while no model or tool call has happened since (None: unknown). A
+        # checkpoint right after a step needs no query of its own.
+        self._cancel_known: bool | None = run.cancel_requested
         started = run.started_at or timezone.now()
         self.deadline = started.timestamp() + int(self.definition.get("max_seconds") or 300)
 
@@ -162,8 +169,8 @@ class _Loop:
         """Between steps: stop for a cancel, a lost claim, or the wall-time limit."""
         if self.beat.lost.is_set():
             raise _Stop(Outcome("lost"))
-        cancel = self.beat.cancel_requested.is_set()
-        if not cancel:
+        cancel = self.beat.cancel_requested.is_set() or bool(self._cancel_known)
+        if not cancel and self._cancel_known is None:
             with transaction.atomic():
                 cancel = bool(Run.objects.filter(pk=self.run_row.pk)
                               .values_list("cancel_requested", flat=True).first())
@@ -180,39 +187,49 @@ class _Loop:
         step = lifecycle.record_step(self.run_row, self.worker, **fields)
         if step is None:
             raise _Stop(Outcome("lost"))
+        self._cancel_known = self.run_row.cancel_requested  # read under the row lock
         return step
 
     # --- setup -----------------------------------------------------------------------------
 
     def _provider(self) -> LLMProvider:
+        """Call inside the setup transaction: the lookup and the audited reveal commit
+        together, and a failure (raised as _Stop) rolls both back."""
         from station.providers import registry
 
-        with transaction.atomic():  # the lookup and the audited reveal commit together
+        try:
             provider, revealed = registry.connect(self.run_row.environment,
                                                   str(self.definition["provider"]),
                                                   actor=self.principal, purpose=self.purpose)
+        except Exception as exc:  # ProviderError, NotFound (deleted), RevealNotAllowed
+            raise _Stop(Outcome(Run.FAILED, error=f"Model provider: {exc}")) from None
         self.secret_values.extend(revealed)
         return provider
 
     def _tools(self) -> tuple[list[ToolSpec], dict[str, tuple[str, str]]]:
         """The model's tool list: allowed by the version, not denied in the environment, and
-        currently approved. Returns the specs and model name → (server, tool)."""
+        currently approved. Returns the specs and model name → (server, tool). Call inside
+        the setup transaction (two queries, however many tools are allowed)."""
         specs: list[ToolSpec] = []
         names: dict[str, tuple[str, str]] = {}
-        allowed = [str(t) for t in self.definition.get("allowed_tools", [])]
-        with transaction.atomic():
-            for entry in allowed:
-                server_name, _, tool_name = entry.partition("/")
-                names[llm_tool_name(server_name, tool_name)] = (server_name, tool_name)
-                tool = (Tool.objects.filter(server__environment=self.run_row.environment,
-                                            server__name=server_name, server__enabled=True,
-                                            name=tool_name).first())
-                denied = policy_for(self.run_row.environment, server_name,
-                                    tool_name) == ToolPolicy.DENY
-                if tool is None or not tool.callable or denied:
-                    continue
-                specs.append(ToolSpec(llm_tool_name(server_name, tool_name), tool.description,
-                                      tool.input_schema or {"type": "object"}))
+        pairs = [(server, tool) for server, _, tool in
+                 (str(t).partition("/") for t in self.definition.get("allowed_tools", []))]
+        for server_name, tool_name in pairs:
+            names[llm_tool_name(server_name, tool_name)] = (server_name, tool_name)
+        if not pairs:
+            return specs, names
+        found = {(t.server.name, t.name): t for t in Tool.objects.filter(
+            server__environment=self.run_row.environment, server__enabled=True,
+            server__name__in={s for s, _ in pairs}, name__in={t for _, t in pairs},
+        ).select_related("server")}
+        effects = effects_for(self.run_row.environment, pairs)
+        for server_name, tool_name in pairs:
+            tool = found.get((server_name, tool_name))
+            if (tool is None or not tool.callable
+                    or effects[(server_name, tool_name)] == ToolPolicy.DENY):
+                continue
+            specs.append(ToolSpec(llm_tool_name(server_name, tool_name), tool.description,
+                                  tool.input_schema or {"type": "object"}))
         return specs, names
 
     def _instructions(self) -> str:
@@ -222,9 +239,8 @@ class _Loop:
         names = {m.group(2) for m in REFERENCE.finditer(text) if m.group(1) == "var"}
         if not names:
             return text
-        with transaction.atomic():
-            values = dict(Variable.objects.filter(environment=self.run_row.environment,
-                                                  name__in=names).values_list("name", "value"))
+        values = dict(Variable.objects.filter(environment=self.run_row.environment,  # setup txn
+                                              name__in=names).values_list("name", "value"))
         missing = sorted(names - set(values))
         if missing:
             raise _Stop(Outcome(Run.FAILED, error="The instructions use variable"
@@ -259,18 +275,14 @@ class _Loop:
             return stop.outcome
 
     def _run(self) -> Outcome:
+        # Everything the run reads to start, in one short transaction (no I/O inside).
         with transaction.atomic():
             steps = list(RunStep.objects.filter(run=self.run_row).order_by("sequence"))
-        messages = self._conversation(steps)
+            messages = self._conversation(steps)
+            provider = self._provider()
+            specs, names = self._tools()
         self.sequence = steps[-1].sequence if steps else 0
         model_calls = sum(1 for s in steps if s.kind == RunStep.MODEL)
-        try:
-            provider = self._provider()
-        except ProviderError as exc:
-            return Outcome(Run.FAILED, error=f"Model provider: {exc}")
-        except Exception as exc:  # NotFound (provider or secret deleted), RevealNotAllowed
-            return Outcome(Run.FAILED, error=f"Model provider: {exc}")
-        specs, names = self._tools()
         max_steps = int(self.definition.get("max_steps") or 10)
         max_tokens = int(self.definition.get("max_tokens") or 100_000)
         while True:
@@ -301,6 +313,7 @@ class _Loop:
                                tools=specs, parameters=dict(self.definition.get("parameters")
                                                              or {}))
         started_at, started = timezone.now(), time.monotonic()
+        self._cancel_known = None  # the call takes time: a cancel may arrive meanwhile
         try:
             response = provider.complete(request)
         except ProviderError as exc:
@@ -326,6 +339,7 @@ class _Loop:
     def _tool_call(self, call: ToolCall, names: dict[str, tuple[str, str]]) -> Message:
         server_name, tool_name = names.get(call.name, ("", call.name))
         started_at, started = timezone.now(), time.monotonic()
+        self._cancel_known = None  # the call takes time: a cancel may arrive meanwhile
 
         def record(output: dict[str, Any], error: str = "") -> Message:
             self.sequence += 1
@@ -344,11 +358,17 @@ class _Loop:
         with transaction.atomic():
             server = McpServer.objects.filter(environment=self.run_row.environment,
                                               name=server_name).first()
-            tool = (Tool.objects.filter(server=server, name=tool_name).first()
-                    if server is not None else None)
+            # Every pin of the server (light columns only): the one called, and the digest
+            # a warm session is keyed by.
+            pinned = ({t.name: t for t in Tool.objects.filter(server=server).only(
+                "name", "status", "content_hash", "approved_hash")}
+                if server is not None else {})
+            tool = pinned.get(tool_name)
             policy = policy_for(self.run_row.environment, server_name, tool_name)
             approval = ToolApproval.objects.filter(run=self.run_row,
                                                    tool_call_id=call.id).first()
+        if server is not None:
+            server.environment = self.run_row.environment  # resolving needs it: no re-read
         if server is None or not server.enabled:
             return record({}, f"The MCP server {server_name!r} does not exist or is disabled "
                               f"in {self.run_row.environment.slug}.")
@@ -368,7 +388,8 @@ class _Loop:
                 raise _Stop(Outcome(Run.FAILED, error=f"The call to {label} was rejected by "
                                                       f"{approval.decided_by_label}."))
         try:
-            live = self.pool.live_hash(server, tool_name)
+            live = self.pool.live_hash(server, tool_name, pins_digest(
+                {name: t.approved_hash for name, t in pinned.items()}))
             if live != tool.approved_hash:
                 return record({}, f"The server now describes {label} differently from the "
                                   "approved definition; it is not callable until the change "

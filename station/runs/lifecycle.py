@@ -97,7 +97,8 @@ def heartbeat(run_id: uuid.UUID, worker: str) -> bool | None:
 @transaction.atomic
 def record_step(run: Run, worker: str, **fields: Any) -> RunStep | None:
     """Append a step while the run is still this worker's. Returns None (and writes nothing)
-    when it is not: the step then belongs to whoever holds the run now."""
+    when it is not: the step then belongs to whoever holds the run now. Refreshes `run`'s
+    counters and `cancel_requested` as read under the row lock."""
     current = Run.objects.select_for_update().filter(pk=run.pk).first()
     if current is None or current.status != Run.RUNNING or current.claimed_by != worker[:255]:
         return None
@@ -108,8 +109,9 @@ def record_step(run: Run, worker: str, **fields: Any) -> RunStep | None:
     current.output_tokens += step.output_tokens
     current.heartbeat_at = timezone.now()
     current.save(update_fields=["step_count", "input_tokens", "output_tokens", "heartbeat_at"])
-    run.step_count, run.input_tokens, run.output_tokens = (
-        current.step_count, current.input_tokens, current.output_tokens)
+    run.step_count, run.input_tokens, run.output_tokens, run.cancel_requested = (
+        current.step_count, current.input_tokens, current.output_tokens,
+        current.cancel_requested)
     events.publish(run.pk, "step", step.sequence)
     return step
 

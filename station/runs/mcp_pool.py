@@ -1,17 +1,36 @@
-"""MCP sessions held for the length of one run (worker side).
+"""MCP sessions for runs (worker side): a run's sessions, and the warm ones a worker process
+keeps between runs.
 
-Each server an agent calls is connected once, on its first tool call, and kept open until the
-run ends; the async SDK runs in a blocking portal (a private event-loop thread) so the run
-loop itself stays synchronous Django code. On connecting, the server's live tool list is
-compared with the approved definitions: a tool the server now describes differently from
-what an admin approved is refused even if nobody has re-run discovery (tool poisoning).
+A run connects to each server it calls on its first tool call and keeps that session until it
+ends. When it ends, a session that behaved is handed back to the process's `WarmSessions` and
+the next run of the *same* server may take it instead of connecting again, which spares the
+connect + initialize handshake (and a stdio server's process start) on every run. A warm
+session is keyed by everything that could make it another session: the org, the server row,
+a digest of its settings as resolved for the run (so a changed setting, secret or variable
+gives another key) and a digest of the server's tool pins. Every run still resolves the
+settings itself (each secret reveal audited with that run as the actor) before it can take a
+session; no session is ever shared by two runs at once.
+
+Whether fresh or warm, a run's session lists the server's live tools when the run takes it:
+a tool the server now describes differently from what an admin approved is refused even if
+nobody has re-run discovery (tool poisoning), exactly as when every run connected anew. That
+list is also the health check: a warm session that fails it is closed and replaced.
+
+The async SDK runs in one blocking portal per process (a private event-loop thread), so the
+run loop itself stays synchronous Django code.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import logging
+import os
 import tempfile
-from contextlib import ExitStack
+import threading
+import time
+import uuid
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,22 +59,153 @@ class ToolResult:
     content: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
+class SessionKey:
+    """What a warm session may be reused for: one org, one server row, the same resolved
+    settings (digest) and the same tool pins (digest). Never compared across orgs."""
+
+    org_id: uuid.UUID
+    server_id: uuid.UUID
+    config: str
+    pins: str
+
+
+def pins_digest(pins: dict[str, str]) -> str:
+    """Digest of a server's tool pins (tool name → approved hash)."""
+    return hashlib.sha256(repr(sorted(pins.items())).encode()).hexdigest()
+
+
+@dataclass(eq=False)
 class _Session:
+    key: SessionKey
     client: Any
-    live_hashes: dict[str, str]
+    closer: Any  # the portal-wrapped async context manager; exiting it closes the session
     errlog: Any
+    live_hashes: dict[str, str] = field(default_factory=dict)
+    opened_at: float = field(default_factory=time.monotonic)
+    idle_since: float = 0.0
+    reusable: bool = True  # False once a call timed out or failed oddly: never handed on
+
+    def close(self) -> None:
+        try:
+            self.closer.__exit__(None, None, None)
+        except Exception:  # a server that dies on shutdown must not fail anything
+            log.warning("closing an MCP session failed", exc_info=True)
+        with suppress(OSError):
+            self.errlog.close()
+
+
+class WarmSessions:
+    """The sessions a worker process keeps between runs, and the event-loop thread they live
+    in. Bounded (MCP_SESSION_POOL_SIZE idle sessions, least recently used closed first), with
+    an idle timeout and a maximum age; closed when the worker process shuts down. A session
+    is checked out by one run at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Session] = []  # least recently returned first
+        self._stack: ExitStack | None = None
+        self._portal: BlockingPortal | None = None
+        self._pid = os.getpid()
+
+    def _forked(self) -> None:
+        """In a process forked after sessions were opened (a prefork pool child), the parent's
+        event-loop thread and sessions do not exist: start afresh without touching them."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._idle, self._stack, self._portal = [], None, None
+
+    def portal(self) -> BlockingPortal:
+        with self._lock:
+            self._forked()
+            if self._portal is None:
+                self._stack = ExitStack()
+                self._portal = self._stack.enter_context(start_blocking_portal())
+            return self._portal
+
+    def take(self, key: SessionKey) -> _Session | None:
+        """An idle session for exactly `key`, or None. Idle sessions of the same org and
+        server with another key (settings, a secret or the pins changed since) are closed."""
+        now = time.monotonic()
+        found: _Session | None = None
+        stale: list[_Session] = []
+        with self._lock:
+            self._forked()
+            keep: list[_Session] = []
+            for session in self._idle:
+                same_server = (session.key.org_id, session.key.server_id) == (key.org_id,
+                                                                               key.server_id)
+                if self._expired(session, now) or (same_server and session.key != key):
+                    stale.append(session)
+                else:
+                    keep.append(session)
+            for i in range(len(keep) - 1, -1, -1):  # the most recently used
+                if keep[i].key == key:
+                    found = keep.pop(i)
+                    break
+            self._idle = keep
+        for session in stale:
+            session.close()
+        return found
+
+    def give_back(self, session: _Session) -> None:
+        """Keep a session that behaved for a later run, or close it."""
+        now = time.monotonic()
+        closing: list[_Session] = []
+        with self._lock:
+            reuse = (settings.MCP_SESSION_REUSE and session.reusable
+                     and self._pid == os.getpid() and not self._expired(session, now))
+            if reuse:
+                session.idle_since = now
+                self._idle.append(session)
+                while len(self._idle) > max(settings.MCP_SESSION_POOL_SIZE, 0):
+                    closing.append(self._idle.pop(0))
+            else:
+                closing.append(session)
+        for s in closing:
+            s.close()
+
+    def _expired(self, session: _Session, now: float) -> bool:
+        return (now - session.opened_at > settings.MCP_SESSION_MAX_AGE_SECONDS
+                or (session.idle_since > 0
+                    and now - session.idle_since > settings.MCP_SESSION_IDLE_SECONDS))
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return len(self._idle) if self._pid == os.getpid() else 0
+
+    def close_all(self, *, stop_portal: bool = False) -> None:
+        """Close every idle session (and, at process exit, the event-loop thread)."""
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            idle, self._idle = self._idle, []
+            stack = self._stack if stop_portal else None
+            if stop_portal:
+                self._stack, self._portal = None, None
+        for session in idle:
+            session.close()
+        if stack is not None:
+            try:
+                stack.close()
+            except Exception:
+                log.warning("stopping the MCP event-loop thread failed", exc_info=True)
+
+
+warm = WarmSessions()
+atexit.register(warm.close_all, stop_portal=True)
 
 
 class SessionPool:
+    """The MCP sessions of one run: taken (warm) or opened on first use, handed back to
+    `warm` when the run ends (`close`), or closed when they misbehaved."""
+
     def __init__(self, *, actor: Principal, purpose: str) -> None:
         self.actor = actor
         self.purpose = purpose
         self.secret_values: list[str] = []
-        self._stack = ExitStack()
-        self._portal: BlockingPortal | None = None
-        self._sessions: dict[str, _Session] = {}
-        self._broken: dict[str, str] = {}
+        self._sessions: dict[uuid.UUID, _Session] = {}
+        self._dropped: list[_Session] = []
 
     def __enter__(self) -> SessionPool:
         return self
@@ -63,71 +213,126 @@ class SessionPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        try:
-            self._stack.close()
-        except Exception:  # a server that dies on shutdown must not fail the run
-            log.warning("closing MCP sessions failed", exc_info=True)
-        self._sessions.clear()
-        self._portal = None
+    def close(self, *, reuse: bool = True) -> None:
+        """End of the run: sessions that behaved go back to the warm pool (with `reuse`),
+        the others are closed."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        dropped, self._dropped = self._dropped, []
+        for session in dropped:
+            session.close()
+        for session in sessions:
+            if reuse:
+                warm.give_back(session)
+            else:
+                session.close()
 
-    def _get_portal(self) -> BlockingPortal:
-        if self._portal is None:
-            self._portal = self._stack.enter_context(start_blocking_portal())
-        return self._portal
+    def _drop(self, server: McpServer) -> _Session | None:
+        """Forget a broken session (closed when the run ends: not from inside its own
+        failing call); the next call to the server connects again."""
+        session = self._sessions.pop(server.pk, None)
+        if session is not None:
+            session.reusable = False
+            self._dropped.append(session)
+        return session
 
-    def _session(self, server: McpServer) -> _Session:
-        if server.name in self._sessions:
-            return self._sessions[server.name]
+    def _session(self, server: McpServer, pins: str = "") -> _Session:
+        if server.pk in self._sessions:
+            return self._sessions[server.pk]
+        # Resolved for this run whether or not a warm session is taken: each reveal is
+        # audited with this run as the actor, and the result is part of the key.
         config = discovery.resolve(server, actor=self.actor, purpose=self.purpose)
         self.secret_values.extend(config.secret_values)
+        key = SessionKey(server.organization_id, server.pk, config.fingerprint(), pins)
         timeout = float(settings.MCP_TIMEOUT_SECONDS)
-        errlog = self._stack.enter_context(
-            tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace"))  # noqa: SIM115
-        portal = self._get_portal()
+        portal = warm.portal()
+        session = warm.take(key) if settings.MCP_SESSION_REUSE else None
+        if session is not None:
+            # Its stderr from now on is this run's; earlier runs' output is not shown to it.
+            session.errlog.seek(0)
+            session.errlog.truncate()
+            try:
+                tools = portal.call(_list_all, session.client, timeout)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # dead process, expired HTTP session: open a fresh one
+                log.info("a warm MCP session failed its check; reconnecting",
+                         extra={"server": server.name})
+                session.close()
+                session = None
+            else:
+                session.live_hashes = {t.name: t.content_hash for t in tools}
+        reused = session is not None
+        if session is None:
+            session = self._open(key, config, portal, timeout)
+        log.debug("MCP server %s: %s session for %s", server.name,
+                  "warm" if reused else "new", self.purpose)
+        self._sessions[server.pk] = session
+        return session
+
+    def _open(self, key: SessionKey, config: Any, portal: BlockingPortal,
+              timeout: float) -> _Session:
+        errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8",  # noqa: SIM115
+                                        errors="replace")
         try:
             # Connecting is bounded by the client's read timeout (initialize is a request);
             # a cancel scope around entering would outlive its task group (anyio forbids it).
-            client = self._stack.enter_context(
-                portal.wrap_async_context_manager(discovery._client(config, errlog, timeout)))
-            tools = portal.call(_list_all, client, timeout)
+            closer = portal.wrap_async_context_manager(discovery._client(config, errlog,
+                                                                         timeout))
+            client = closer.__enter__()
         except (KeyboardInterrupt, SystemExit):
+            errlog.close()
             raise
         except BaseException as exc:
             errlog.seek(0)
             message = config.redact(discovery._describe(exc, config, errlog.read(), timeout))
+            errlog.close()
             raise ToolCallFailed(message) from None
-        session = _Session(client, {t.name: t.content_hash for t in tools}, errlog)
-        self._sessions[server.name] = session
+        session = _Session(key, client, closer, errlog)
+        try:
+            tools = portal.call(_list_all, client, timeout)
+        except (KeyboardInterrupt, SystemExit):
+            session.close()
+            raise
+        except BaseException as exc:
+            errlog.seek(0)
+            message = config.redact(discovery._describe(exc, config, errlog.read(), timeout))
+            session.close()
+            raise ToolCallFailed(message) from None
+        session.live_hashes = {t.name: t.content_hash for t in tools}
         return session
 
-    def live_hash(self, server: McpServer, tool: str) -> str | None:
-        return self._session(server).live_hashes.get(tool)
+    def live_hash(self, server: McpServer, tool: str, pins: str = "") -> str | None:
+        return self._session(server, pins).live_hashes.get(tool)
 
     def call(self, server: McpServer, tool: str, arguments: dict[str, Any],
              timeout: float) -> ToolResult:
         session = self._session(server)
-        portal = self._get_portal()
+        portal = warm.portal()
         try:
             result: mcp_types.CallToolResult = portal.call(_call, session.client, tool,
                                                             arguments, timeout)
         except MCPError as exc:
             if exc.error.code == -32001 or "timed out" in exc.error.message.lower():
+                # Still usable for this run (the SDK's word), but a server that let a call
+                # hang is not handed to another run.
+                session.reusable = False
                 raise ToolCallFailed(f"The tool call timed out after {timeout:g}s.") from None
             if exc.error.message == "Connection closed":
-                self._sessions.pop(server.name, None)
+                self._drop(server)
                 session.errlog.seek(0)
                 tail = session.errlog.read().strip()[-600:]
                 raise ToolCallFailed(
                     "The MCP server closed the connection during the call (it may have "
                     f"crashed).{' Its stderr ends with: ' + tail if tail else ''}") from None
+            session.reusable = False
             raise ToolCallFailed(f"MCP error {exc.error.code}: {exc.error.message}") from None
         except TimeoutError:
+            session.reusable = False
             raise ToolCallFailed(f"The tool call timed out after {timeout:g}s.") from None
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # malformed output, broken pipes, validation errors
-            self._sessions.pop(server.name, None)
+            self._drop(server)
             first = next(iter(discovery._leaves(exc)), exc)
             raise ToolCallFailed(f"The MCP server's answer could not be used: "
                                  f"{type(first).__name__}: {discovery._plain(first)}") from None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from celery.signals import worker_process_shutdown, worker_shutdown
+
 from station.celery import app
 from station.tasks import OrgTask
 
@@ -29,3 +31,13 @@ def reap_runs() -> dict[str, Any]:
     from station.runs import lifecycle
 
     return lifecycle.reap()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_warm_mcp_sessions(**_: Any) -> None:
+    """A worker process that stops closes the MCP sessions it kept warm (stdio servers'
+    processes end with them); prefork children skip atexit, hence the signal."""
+    from station.runs.mcp_pool import warm
+
+    warm.close_all(stop_portal=True)

@@ -12,6 +12,7 @@ server speaks), bounded as a whole by `settings.MCP_TIMEOUT_SECONDS` (connect + 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -81,6 +82,13 @@ class _Config:
 
     def redact(self, text: str) -> str:
         return redact(text, self.secret_values)
+
+    def fingerprint(self) -> str:
+        """A digest of everything that defines the connection once resolved (so a changed
+        setting, secret or variable gives another value); the values never leave memory."""
+        data = [self.transport, self.command, self.args, sorted(self.env.items()), self.url,
+                sorted(self.headers.items())]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()
 
 
 # --- public entry points -----------------------------------------------------------------------

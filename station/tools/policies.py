@@ -88,3 +88,19 @@ def policy_for(environment: Environment, server: str, tool: str) -> Effect | Non
     if ToolPolicy.REQUIRE_APPROVAL in effects:
         return "require_approval"
     return None
+
+
+def effects_for(environment: Environment,
+                pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Effect | None]:
+    """`policy_for` for many `(server, tool)` pairs in one query (a run's allowlist)."""
+    policies = list(ToolPolicy.objects.filter(
+        environment=environment,
+        tool__in={name for server, tool in pairs for name in (f"{server}/{tool}",
+                                                              f"{server}/*")}))
+    result: dict[tuple[str, str], Effect | None] = {}
+    for server, tool in pairs:
+        effects = {p.effect for p in policies if p.matches(server, tool)}
+        result[(server, tool)] = ("deny" if ToolPolicy.DENY in effects else
+                                  "require_approval" if ToolPolicy.REQUIRE_APPROVAL in effects
+                                  else None)
+    return result

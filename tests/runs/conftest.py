@@ -172,3 +172,14 @@ def _discover_once(server: McpServer) -> None:
                                                        purpose="test discovery")
     with transaction.atomic():
         tools.record_discovery(actor=SYSTEM, server=server, tools=_LISTED[server.name])
+
+
+@pytest.fixture(autouse=True)
+def no_warm_sessions_left() -> Iterator[None]:
+    """Each test starts and ends with no warm MCP session in this process (a stdio server
+    kept warm would otherwise outlive its test)."""
+    from station.runs.mcp_pool import warm
+
+    warm.close_all()
+    yield
+    warm.close_all()
