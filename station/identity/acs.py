@@ -38,7 +38,7 @@ from station.core.errors import NotFound
 from station.identity import saml, sso_test
 from station.identity.adapters import saml_app_for_org
 from station.identity.models import SamlAssertionSeen, SamlConnection, SamlRequest
-from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sso_login
+from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sign_in
 from tenants import platform
 from tenants.authz import Principal
 from tenants.context import org_scope
@@ -172,16 +172,11 @@ def _finish(request: HttpRequest, acs_request: HttpRequest, connection: SamlConn
                 else safe_path(acs_request.POST.get("RelayState")))
     assertion = _assertion(auth, provider, connection)
     try:
-        with transaction.atomic():
-            result = sso_login(connection=connection, assertion=assertion)
+        result = sign_in(connection=connection, assertion=assertion,
+                         details={"idp_initiated": not in_response_to})
     except SsoRefused as exc:
         return _fail(request, connection, exc.reason, f"subject {assertion.subject}",
                      exc.message)
-    audit.record("identity.sso_login_succeeded", actor=Principal.for_user(result.user),
-                 target=result.membership, target_label=result.user.email,
-                 changes={"idp": connection.idp_entity_id, "subject": assertion.subject,
-                          "role": result.role, "idp_initiated": not in_response_to,
-                          "groups": assertion.groups})
     return result.user, next_url
 
 

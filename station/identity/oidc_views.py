@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import login
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -28,7 +27,7 @@ from station.identity import jwks, oidc, oidc_secret, sso_test
 from station.identity.acs import _refuse, safe_path
 from station.identity.adapters import oidc_app_for_org
 from station.identity.models import OidcConnection
-from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sso_login
+from station.identity.provisioning import SsoAssertion, SsoRefused, idp_principal, sign_in
 from tenants import platform
 from tenants.authz import Principal
 from tenants.context import org_scope
@@ -150,16 +149,11 @@ def _finish(request: HttpRequest, connection: OidcConnection, provider: Any,
                                    "The identity provider's answer was not accepted."))
     assertion = _assertion(claims, connection, provider)
     try:
-        with transaction.atomic():
-            result = sso_login(connection=connection, assertion=assertion)
+        result = sign_in(connection=connection, assertion=assertion,
+                         details={"protocol": "oidc"})
     except SsoRefused as exc:
         return _fail(request, connection, exc.reason, f"subject {assertion.subject}",
                      exc.message)
-    audit.record("identity.sso_login_succeeded", actor=Principal.for_user(result.user),
-                 target=result.membership, target_label=result.user.email,
-                 changes={"idp": connection.issuer, "subject": assertion.subject,
-                          "role": result.role, "protocol": "oidc",
-                          "groups": assertion.groups})
     return result.user, state.get("next")
 
 

@@ -11,6 +11,7 @@ org's IdP can never sign in a person who belongs to another org by asserting the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -176,3 +177,16 @@ def sso_login(*, connection: Connection, assertion: SsoAssertion) -> SsoLogin:
     identity.last_login_at = timezone.now()
     identity.save(update_fields=["last_login_at"])
     return SsoLogin(user, membership, membership.role, user_created, membership_created)
+
+
+def sign_in(*, connection: Connection, assertion: SsoAssertion,
+            details: dict[str, Any]) -> SsoLogin:
+    """An accepted assertion's sign-in (SAML and OIDC alike): provisioning and its
+    `identity.sso_login_succeeded` event in one transaction. Raises SsoRefused."""
+    with transaction.atomic():
+        result = sso_login(connection=connection, assertion=assertion)
+        audit.record("identity.sso_login_succeeded", actor=Principal.for_user(result.user),
+                     target=result.membership, target_label=result.user.email,
+                     changes={"idp": assertion.idp_entity_id, "subject": assertion.subject,
+                              "role": result.role, **details, "groups": assertion.groups})
+    return result
