@@ -64,6 +64,7 @@ class Outcome:
     status: str  # a final status, or WAITING_APPROVAL / "lost"
     output: str = ""
     error: str = ""
+    recorded: bool = False  # already finished with the last step (nothing left to write)
 
 
 class _Stop(Exception):
@@ -123,7 +124,7 @@ def execute(run_id: uuid.UUID) -> str:
         beat.stop()
         # Sessions of a run that crashed are closed, not handed to the next run.
         loop.pool.close(reuse=not crashed)
-    if outcome.status in Run.FINAL:
+    if outcome.status in Run.FINAL and not outcome.recorded:
         lifecycle.complete(run, worker, outcome.status, output=loop.redact(outcome.output),
                            error=loop.redact(outcome.error))
     return outcome.status
@@ -177,14 +178,17 @@ class _Loop:
         if cancel:
             raise _Stop(Outcome(Run.CANCELLED, error="Cancelled on request."))
         if self._remaining() <= 0:
-            raise _Stop(Outcome(Run.TIMED_OUT, error=f"The run exceeded its wall-time limit of "
-                                                     f"{self.definition.get('max_seconds')}s."))
+            raise _Stop(Outcome(Run.TIMED_OUT, error=self._timeout_error()))
 
-    def _record(self, **fields: Any) -> RunStep:
+    def _timeout_error(self) -> str:
+        return (f"The run exceeded its wall-time limit of "
+                f"{self.definition.get('max_seconds')}s.")
+
+    def _record(self, ending: lifecycle.Ending | None = None, **fields: Any) -> RunStep:
         for key in ("input", "output"):
             fields[key] = self._clean(fields.get(key, {}))
         fields["error"] = self.redact(fields.get("error", ""))
-        step = lifecycle.record_step(self.run_row, self.worker, **fields)
+        step = lifecycle.record_step(self.run_row, self.worker, ending=ending, **fields)
         if step is None:
             raise _Stop(Outcome("lost"))
         self._cancel_known = self.run_row.cancel_requested  # read under the row lock
@@ -325,7 +329,18 @@ class _Loop:
             raise _Stop(Outcome(Run.FAILED, error=f"The model call failed ({exc.kind}): "
                                                   f"{exc}")) from None
         self.sequence += 1
-        self._record(sequence=self.sequence, kind=RunStep.MODEL, started_at=started_at,
+        message = Message.from_json(self._clean(response.message.to_json()))
+        ending = None
+        if message.role == "assistant" and not message.tool_calls:
+            # A final answer: the step and the run's end are one transaction. The same
+            # checks as the checkpoint that would otherwise come next (a cancel is seen
+            # under the row lock by record_step; a lost claim writes nothing).
+            if self.beat.lost.is_set():
+                raise _Stop(Outcome("lost"))
+            ending = (lifecycle.Ending(Run.TIMED_OUT, error=self._timeout_error())
+                      if self._remaining() <= 0 else
+                      lifecycle.Ending(Run.SUCCEEDED, output=self.redact(message.content)))
+        self._record(ending, sequence=self.sequence, kind=RunStep.MODEL, started_at=started_at,
                      input={"model": request.model, "messages": len(messages),
                             "tools": [s.name for s in specs]},
                      output={"message": response.message.to_json(),
@@ -333,8 +348,10 @@ class _Loop:
                      input_tokens=response.usage.input_tokens,
                      output_tokens=response.usage.output_tokens,
                      latency_ms=int((time.monotonic() - started) * 1000))
+        if ending is not None:
+            raise _Stop(Outcome(self.run_row.status, recorded=True))
         # Stored redacted; the conversation goes on with what was stored.
-        return Message.from_json(self._clean(response.message.to_json()))
+        return message
 
     def _tool_call(self, call: ToolCall, names: dict[str, tuple[str, str]]) -> Message:
         server_name, tool_name = names.get(call.name, ("", call.name))
@@ -365,8 +382,9 @@ class _Loop:
                 if server is not None else {})
             tool = pinned.get(tool_name)
             policy = policy_for(self.run_row.environment, server_name, tool_name)
-            approval = ToolApproval.objects.filter(run=self.run_row,
-                                                   tool_call_id=call.id).first()
+            approval = (ToolApproval.objects.filter(run=self.run_row,
+                                                    tool_call_id=call.id).first()
+                        if policy == ToolPolicy.REQUIRE_APPROVAL else None)
         if server is not None:
             server.environment = self.run_row.environment  # resolving needs it: no re-read
         if server is None or not server.enabled:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,11 +95,25 @@ def heartbeat(run_id: uuid.UUID, worker: str) -> bool | None:
                                                                 flat=True).first())
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How a run ends when its last step is recorded (`record_step(..., ending=…)`)."""
+
+    status: str
+    output: str = ""
+    error: str = ""
+
+
 @transaction.atomic
-def record_step(run: Run, worker: str, **fields: Any) -> RunStep | None:
+def record_step(run: Run, worker: str, *, ending: Ending | None = None,
+                **fields: Any) -> RunStep | None:
     """Append a step while the run is still this worker's. Returns None (and writes nothing)
     when it is not: the step then belongs to whoever holds the run now. Refreshes `run`'s
-    counters and `cancel_requested` as read under the row lock."""
+    counters and `cancel_requested` as read under the row lock.
+
+    With `ending` (the step is the run's last: a final answer), the run is finished in the
+    same transaction, so nothing can happen between the two; a cancel requested meanwhile
+    still wins, as it would at the next checkpoint."""
     current = Run.objects.select_for_update().filter(pk=run.pk).first()
     if current is None or current.status != Run.RUNNING or current.claimed_by != worker[:255]:
         return None
@@ -113,6 +128,11 @@ def record_step(run: Run, worker: str, **fields: Any) -> RunStep | None:
         current.step_count, current.input_tokens, current.output_tokens,
         current.cancel_requested)
     events.publish(run.pk, "step", step.sequence)
+    if ending is not None:
+        if current.cancel_requested:
+            ending = Ending(Run.CANCELLED, error="Cancelled on request.")
+        finish(current, ending.status, output=ending.output, error=ending.error)
+        run.status = current.status
     return step
 
 

@@ -213,6 +213,30 @@ def test_cancel_while_running_takes_effect_within_one_step(world: RunWorld) -> N
     assert len(steps) <= 2  # the model step in flight, at most its one tool call
 
 
+def test_cancel_during_the_final_model_call_wins_over_its_answer(world: RunWorld) -> None:
+    # The final answer's step and the run's end are written in one transaction; a cancel
+    # requested while the model was answering still ends the run cancelled.
+    agent = world.agent("cancel-last", [{"content": "too late", "delay_seconds": 1.5}])
+    run = _start(world, agent)
+
+    def cancel_soon() -> None:
+        time.sleep(0.5)
+        with world.fx.scope(), transaction.atomic():
+            services.cancel_run(actor=SYSTEM, run=Run.objects.get(pk=run.pk))
+
+    canceller = threading.Thread(target=cancel_soon)
+    canceller.start()
+    run, steps = _execute(world, run)
+    canceller.join()
+    assert run.status == Run.CANCELLED and run.output == ""
+    assert [s.kind for s in steps] == ["model"]
+    with world.fx.scope(), transaction.atomic():
+        actions = list(AuditEvent.objects.filter(target_id=str(run.pk)).order_by("sequence")
+                       .values_list("action", flat=True))
+        assert not ActiveRun.objects.filter(run_id=run.pk).exists()
+    assert actions == ["run.started", "run.cancel_requested", "run.finished"]
+
+
 def test_cancelling_a_queued_run_is_immediate_and_a_finished_one_is_refused(
         world: RunWorld) -> None:
     agent = world.agent("queued", [{"content": "done"}])
