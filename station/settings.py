@@ -307,6 +307,9 @@ CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes all DB connections before and after every task unless this is
+# set (then only every N tasks); station/celery.py applies CONN_MAX_AGE per task instead.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_TIME_LIMIT = env_int("STATION_TASK_TIME_LIMIT", 900)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 # Visibility timeout must exceed the hard time limit, or long tasks run twice (DESIGN.md).
