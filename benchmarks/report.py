@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -131,6 +132,8 @@ def markdown(
     w(f"| date | {m.date} |")
     w(f"| CPUs (nproc) | {m.cpus} x {m.cpu_model} |")
     w(f"| load average at start | {m.load} |")
+    with contextlib.suppress(OSError):
+        w("| load average at end | {:.2f} {:.2f} {:.2f} |".format(*os.getloadavg()))
     w(f"| Python | {m.python} ({m.platform}) |")
     w(f"| PostgreSQL | {m.postgres}, {m.database} |")
     w(f"| packages | {m.packages} |")
