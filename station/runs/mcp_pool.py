@@ -121,7 +121,32 @@ class WarmSessions:
             if self._portal is None:
                 self._stack = ExitStack()
                 self._portal = self._stack.enter_context(start_blocking_portal())
+                stop = threading.Event()
+                self._stack.callback(stop.set)
+                threading.Thread(target=self._sweep_until, args=(stop,), daemon=True,
+                                 name="mcp-session-sweeper").start()
             return self._portal
+
+    def _sweep_until(self, stop: threading.Event) -> None:
+        """Close sessions past their idle time even when no run comes to notice (an idle
+        stdio server's process must not linger)."""
+        while not stop.wait(max(1.0, min(30.0, settings.MCP_SESSION_IDLE_SECONDS / 2))):
+            try:
+                self.sweep()
+            except Exception:  # never let the sweeper die on one bad close
+                log.warning("sweeping idle MCP sessions failed", exc_info=True)
+
+    def sweep(self) -> int:
+        """Close idle sessions past their idle time or age; returns how many."""
+        now = time.monotonic()
+        with self._lock:
+            if self._pid != os.getpid():
+                return 0
+            expired = [s for s in self._idle if self._expired(s, now)]
+            self._idle = [s for s in self._idle if s not in expired]
+        for session in expired:
+            session.close()
+        return len(expired)
 
     def take(self, key: SessionKey) -> _Session | None:
         """An idle session for exactly `key`, or None. Idle sessions of the same org and

@@ -233,6 +233,15 @@ def test_a_changed_tool_is_refused_on_a_warm_session(org_a: RunWorld,
     assert _pid(org_a) == pid
 
 
+def test_an_idle_session_is_closed_after_its_idle_time(org_a: RunWorld, settings: Any) -> None:
+    settings.MCP_SESSION_IDLE_SECONDS = 1
+    pid = _pid(org_a)
+    assert warm.idle_count() == 1
+    time.sleep(1.2)
+    warm.sweep()  # what the sweeper thread does every few seconds (it may have done it)
+    assert warm.idle_count() == 0 and _gone(pid)
+
+
 def test_a_session_that_timed_out_is_not_handed_on(world: RunWorld, settings: Any) -> None:
     settings.MCP_CALL_TIMEOUT_SECONDS = 1
     agent = world.agent("hangs", [
