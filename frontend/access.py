@@ -20,7 +20,7 @@ from django_htmx.middleware import HtmxDetails
 from frontend.nav import NavLink, nav_for
 from station.accounts import policy as mfa_policy
 from tenants import context, platform
-from tenants.authz import Principal, has_permission
+from tenants.authz import Principal, has_permission, narrowing_refusal
 from tenants.models import Environment, Organization, User
 from tenants.permissions import PERMISSIONS, check_permission_name
 
@@ -96,6 +96,9 @@ def refused_in_environment(
     return render(request, "console/403.html", {
         "permission": permission,
         "description": f"{PERMISSIONS[permission]} (in {environment.name})",
+        # Set when the member's org role has the permission but a narrowing here does not,
+        # so the page can say "narrowed to viewer in Production" rather than "your role".
+        "narrowing": narrowing_refusal(request.principal, permission, request.org, environment),
     }, status=403)
 
 

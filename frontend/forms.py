@@ -88,6 +88,26 @@ class MemberRoleForm(_OrgRoleChoices):
     role = forms.ChoiceField(choices=SHORT_ROLE_CHOICES)
 
 
+class EnvironmentRoleForm(forms.Form):
+    """A member's role in one environment: a narrower role, or none (the org role applies)."""
+
+    role = forms.ChoiceField(
+        required=False, label="Role in this environment",
+        help_text="Only permissions both this role and the organization role grant apply here.")
+
+    def __init__(self, *args: Any, role_choices: list[tuple[str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        role_field = self.fields["role"]
+        assert isinstance(role_field, forms.ChoiceField)
+        # A member's page shows one form per environment: the choices are read once for all.
+        role_field.choices = [("", "no narrowing (the organization role applies)"),
+                              *(org_role_choices() if role_choices is None else role_choices)]
+
+    def clean_role(self) -> str | None:
+        return self.cleaned_data["role"] or None  # "" removes the narrowing
+
+
 def _permission_groups() -> list[tuple[str, list[tuple[str, str]]]]:
     """Registry permissions grouped by area ("agents", "runs", …), in declaration order."""
     groups: dict[str, list[tuple[str, str]]] = {}

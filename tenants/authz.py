@@ -172,6 +172,48 @@ def has_permission(
     return permission in effective_permissions(principal, org, environment)
 
 
+@dataclass(frozen=True)
+class Narrowing:
+    """Why a member lacks, in one environment, a permission their org role grants."""
+
+    environment: Environment
+    role: str  # the narrower role that applies in `environment`
+
+
+def narrowing_refusal(
+    principal: Principal,
+    permission: str,
+    org: Organization | uuid.UUID,
+    environment: Environment | None,
+) -> Narrowing | None:
+    """The member's narrowing in `environment` when it, not their org role, is why they lack
+    `permission` there; None when allowed or when the org role lacks it anyway.
+
+    Only the principal's own membership of `org` and an environment of `org` are read, so an
+    explanation never shows anything of another organization. API keys get none: a key's
+    environment binding and scopes are reasons of their own.
+    """
+    if environment is None or principal.kind != "user" or principal.user is None:
+        return None
+    org_id = org if isinstance(org, uuid.UUID) else org.pk
+    if environment.organization_id != org_id:
+        return None
+    if has_permission(principal, permission, org, environment) or not has_permission(
+        principal, permission, org
+    ):
+        return None
+    from tenants.models import EnvironmentRole
+
+    role = (
+        EnvironmentRole.objects.filter(membership__organization_id=org_id,
+                                       membership__user_id=principal.user.pk,
+                                       environment_id=environment.pk)
+        .values_list("role", flat=True)
+        .first()
+    )
+    return Narrowing(environment, role) if role is not None else None
+
+
 def authorize(
     principal: Principal,
     permission: str,
@@ -179,4 +221,10 @@ def authorize(
     environment: Environment | None = None,
 ) -> None:
     if not has_permission(principal, permission, org, environment):
+        # The refusal path only: one more query to say *where* a narrowing is the cause.
+        narrowing = narrowing_refusal(principal, permission, org, environment)
+        if narrowing is not None:
+            raise AccessDenied(permission, (
+                f"You need the '{permission}' permission in {narrowing.environment.slug}, "
+                f"where your role is narrowed to {narrowing.role}."))
         raise AccessDenied(permission)

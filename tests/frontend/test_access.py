@@ -107,7 +107,8 @@ def test_pages_refuse_roles_without_their_permission(
 
 @pytest.mark.parametrize(
     "name", ["environments-new", "members-invite", "apikeys-new", "members-role",
-             "environments-delete", "apikeys-revoke", "members-remove"])
+             "environments-delete", "apikeys-revoke", "members-remove",
+             "members-environment-role"])
 def test_viewer_gets_403_on_write_pages(login, org_a, member, name: str) -> None:
     client = login(member("viewer@acme.example", "viewer"))
     response = client.post(org_url(name, org_a.org.slug), {"name": "x", "slug": "x"})
