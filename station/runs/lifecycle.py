@@ -230,18 +230,24 @@ def dispatch_waiting(org_id: uuid.UUID, *, turned_away_only: bool = False) -> in
     others still have a message on its way, and re-sending every queued run on every finish
     made each run of a backlog execute ~3 no-op tasks. Duplicate sends stay harmless: a
     claim of a run that is not queued does nothing."""
-    with context.org_scope(org_id), transaction.atomic():
+    cap = settings.RUN_CONCURRENCY_PER_ORG
+    with context.org_scope(org_id):  # one transaction (org_scope opens it)
         # After any claim in flight has committed its turn-away, or we could miss it.
         _lock_org(org_id)
-        free = settings.RUN_CONCURRENCY_PER_ORG - Run.objects.filter(status=Run.RUNNING).count()
-        if free <= 0:
-            return 0
-        queued = Run.objects.filter(status=Run.QUEUED, cancel_requested=False)
+        queued = (Run.objects.filter(status=Run.QUEUED, cancel_requested=False)
+                  .order_by("created_at").values_list("pk", flat=True))
         if turned_away_only:
             queued = queued.filter(pk__in=ActiveRun.objects.filter(
                 organization_id=org_id, status=Run.QUEUED, heartbeat_at__isnull=False)
                 .values("run_id"))
-        waiting = list(queued.order_by("created_at").values_list("pk", flat=True)[:free])
+        # Most freed slots have nobody turned away waiting: look before counting.
+        candidates = list(queued[:cap])
+        if not candidates:
+            return 0
+        free = cap - Run.objects.filter(status=Run.RUNNING).count()
+        if free <= 0:
+            return 0
+        waiting = candidates[:free]
         ActiveRun.objects.filter(run_id__in=waiting).update(heartbeat_at=None)
     for run_id in waiting:
         _send(org_id, run_id)
@@ -275,7 +281,7 @@ def reap(now: datetime | None = None) -> dict[str, int]:
 
 
 def _reap_one(org_id: uuid.UUID, run_id: uuid.UUID, stale_before: datetime) -> str | None:
-    with context.org_scope(org_id), transaction.atomic():
+    with context.org_scope(org_id):  # one transaction (org_scope opens it)
         run = (Run.objects.select_for_update(of=("self",)).select_related("agent")
                .filter(pk=run_id).first())
         if run is None or run.status != Run.RUNNING:
