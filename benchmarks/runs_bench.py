@@ -591,6 +591,9 @@ def _tool_calls(result: RunsResult, world: World, plan: RunsPlan) -> None:
     with org_scope(world.org_id), transaction.atomic():
         server = McpServer.objects.get(pk=world.server_id)
     with ExitStack() as stack:
+        # Last on the way out, after the pool handed its session back, and before the server
+        # stops: the warm session is closed with a clean session delete.
+        stack.callback(warm.close_all)
         pool = stack.enter_context(SessionPool(actor=Principal.system("benchmarks"),
                                                purpose="benchmark tool calls"))
         with org_scope(world.org_id), transaction.atomic():  # connects (resolves settings)
@@ -615,7 +618,6 @@ def _tool_calls(result: RunsResult, world: World, plan: RunsPlan) -> None:
 
         sides: dict[str, Callable[[int], list[int]]] = {"station": station_calls,
                                                         "direct": direct_calls}
-        stack.callback(warm.close_all)  # before the server stops: a clean session delete
         for side in sides.values():
             side(max(plan.tool_calls // 5, 3))  # warm-up
         # Pairs of calls, one per side, the order flipped every pair: load from elsewhere on
