@@ -25,11 +25,15 @@ class ScimTokenSerializer(serializers.ModelSerializer[ScimToken]):
     prefix = serializers.CharField(source="display", read_only=True,
                                    help_text="The token's id and last four characters")
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by_key = serializers.CharField(
+        source="created_by_key.display", read_only=True, default=None,
+        help_text="The API key that made this token, if one did: the token is refused once "
+                  "that key is revoked or expired.")
 
     class Meta:
         model = ScimToken
-        fields = ["id", "name", "prefix", "created_by", "created_at", "revoked_at",
-                  "last_used_at"]
+        fields = ["id", "name", "prefix", "created_by", "created_by_key", "created_at",
+                  "revoked_at", "last_used_at"]
         read_only_fields = fields
 
 
@@ -65,7 +69,7 @@ class ScimTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScop
                       "revoke": "org.manage"}
 
     def scoped_queryset(self) -> QuerySet[ScimToken]:
-        return ScimToken.objects.select_related("created_by")
+        return ScimToken.objects.select_related("created_by", "created_by_key")
 
     def create(self, request: Request) -> Response:
         def _create() -> Response:

@@ -29,6 +29,10 @@ class ScimToken(TenantModel):
     last_four = models.CharField(max_length=4)
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # Made through the API: the key that made it. The token lives no longer than that key
+    # (revoked or expired key: token refused), so a key cannot mint a credential outliving it.
+    created_by_key = models.ForeignKey("tenants.ApiKey", null=True, blank=True,
+                                       on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -45,7 +49,9 @@ class ScimToken(TenantModel):
 
     @property
     def is_usable(self) -> bool:
-        return self.revoked_at is None
+        if self.revoked_at is not None:
+            return False
+        return self.created_by_key is None or self.created_by_key.is_usable()
 
 
 class ScimUser(TenantModel):

@@ -84,7 +84,7 @@ def create_scim_token(*, actor: Principal, org: Organization, name: str) -> Crea
     secret = secrets.token_urlsafe(32)
     token = ScimToken.objects.create(
         name=name, token_id=token_id, secret_hash=hash_secret(secret), last_four=secret[-4:],
-        created_by=actor.user)
+        created_by=actor.user, created_by_key=actor.api_key)
     audit.record("scim.token_created", actor=actor, target=token, target_label=token.display,
                  changes={"name": name})
     return CreatedScimToken(token, f"{TOKEN_PREFIX}{token_id}_{secret}")

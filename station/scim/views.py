@@ -51,7 +51,7 @@ def _authenticate(request: HttpRequest) -> ScimToken:
     token_id, secret = parsed
     if platform.enter_org_of_scim_token(token_id) is None:
         raise refused
-    token = ScimToken.objects.filter(token_id=token_id).first()
+    token = ScimToken.objects.select_related("created_by_key").filter(token_id=token_id).first()
     if token is None or not tokens.secret_matches(secret, token.secret_hash) \
             or not token.is_usable:
         context.clear()

@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from station.scim.models import ScimToken
 from tenants.models import IdempotencyRecord
 from tests.fixtures import OrgFixture
-from tests.scim.conftest import ScimClient
+from tests.scim.conftest import ScimClient, scim_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -121,3 +121,34 @@ def test_the_schema_documents_the_routes() -> None:
     created = schema["components"]["schemas"]["ScimTokenCreated"]["properties"]
     assert "token" in created
     assert "token" not in schema["components"]["schemas"]["ScimToken"]["properties"]
+
+
+@pytest.mark.parametrize("end", ["revoked", "expired"])
+def test_a_token_made_by_an_api_key_lives_no_longer_than_that_key(
+        org_a: OrgFixture, end: str) -> None:
+    """A key must not mint a credential that outlives it (as keys made by keys cannot)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenants import services as tenant_services
+    from tests.fixtures import SYSTEM
+
+    plaintext = org_a.key("owner")
+    key = org_a.key_object(plaintext)
+    body = org_a.client_for(plaintext).post("/api/v1/scim-tokens", {"name": "Okta"}).json()
+    assert body["created_by_key"] == key.display
+    scim = ScimClient(org_a, body["token"], Client())
+    assert scim.get("Users").status_code == 200
+    # A token made in the console by a person is bound to no key.
+    console_token = scim_client_for(org_a)
+    with org_a.scope():
+        if end == "revoked":
+            tenant_services.revoke_api_key(actor=SYSTEM, api_key=key)
+        else:
+            type(key).objects.filter(pk=key.pk).update(
+                expires_at=timezone.now() - timedelta(seconds=1))
+    refused = scim.get("Users")
+    assert refused.status_code == 401
+    assert "Invalid or revoked SCIM token" in refused.content.decode()
+    assert console_token.get("Users").status_code == 200
