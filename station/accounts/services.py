@@ -22,6 +22,10 @@ def set_require_mfa(*, actor: Principal, org: Organization, required: bool) -> O
     before = org.require_mfa
     if before == required:
         return org
+    if not required and actor.kind in ("api_key", "run"):
+        # A bearer token proves no second factor: it may raise the bar, never lower it.
+        raise AccessDenied("org.manage", "Only a person signed in to the console can lift the "
+                                         "MFA requirement; an API key can only turn it on.")
     if required and actor.user is not None and not is_mfa_enabled(actor.user):
         # Otherwise the admin's own next page would be the enrolment page.
         raise InvalidInput.field("require_mfa", "Set up two-factor authentication for "

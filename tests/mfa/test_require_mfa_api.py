@@ -44,8 +44,26 @@ def test_an_org_manager_requires_mfa_and_the_change_is_audited(org_a: OrgFixture
     again = org_a.client_for(plaintext).patch("/api/v1/organization", {"require_mfa": True})
     assert again.status_code == 200
     assert len(audit_actions(org_a, prefix="organization.updated")) == 1
-    off = org_a.client_for(plaintext).patch("/api/v1/organization", {"require_mfa": False})
-    assert off.json()["require_mfa"] is False and _required(org_a) is False
+
+def test_an_api_key_can_raise_the_bar_but_never_lift_it(org_a: OrgFixture) -> None:
+    """A bearer token proves no second factor (security review): lifting the requirement
+    needs a person in the console; the refusal changes and records nothing."""
+    from station.accounts import services as account_services
+    from tenants.authz import Principal
+
+    client = org_a.client("owner")
+    assert client.patch("/api/v1/organization", {"require_mfa": True}).status_code == 200
+    off = client.patch("/api/v1/organization", {"require_mfa": False})
+    assert off.status_code == 403, off.content
+    assert "Only a person signed in to the console" in off.json()["detail"]
+    assert _required(org_a) is True
+    assert len(audit_actions(org_a, prefix="organization.updated")) == 1
+    # The owner, signed in, can (the console's Security page calls this service).
+    with org_a.scope():
+        account_services.set_require_mfa(actor=Principal.for_user(org_a.owner),
+                                         org=Organization.objects.get(pk=org_a.org.pk),
+                                         required=False)
+    assert _required(org_a) is False
 
 
 def test_the_api_setting_is_in_force_in_the_console(org_a: OrgFixture, member: Any,
