@@ -113,6 +113,9 @@ class McpServerForm(forms.Form):
                                         "Authorization=Bearer ${secret:API_TOKEN}.",
                               widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}))
     enabled = forms.BooleanField(required=False, initial=True)
+    reuse_sessions = forms.BooleanField(
+        required=False, initial=False, label="Reuse sessions across runs",
+        help_text=McpServer._meta.get_field("reuse_sessions").help_text)
 
     STDIO_FIELDS = ("command", "args", "env")
     HTTP_FIELDS = ("url", "headers")
@@ -135,7 +138,8 @@ class McpServerForm(forms.Form):
     def config(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {key: data[key] for key in ("description", "transport", "command", "args",
-                                           "env", "url", "headers", "enabled")}
+                                           "env", "url", "headers", "enabled",
+                                           "reuse_sessions")}
 
     def field_group(self, names: tuple[str, ...]) -> list[forms.BoundField]:
         return [self[name] for name in names]
@@ -158,7 +162,7 @@ class McpServerForm(forms.Form):
                 "transport": server.transport, "command": server.command,
                 "args": "\n".join(server.args), "env": _pairs_text(server.env),
                 "url": server.url, "headers": _pairs_text(server.headers),
-                "enabled": server.enabled}
+                "enabled": server.enabled, "reuse_sessions": server.reuse_sessions}
 
 
 # --- lookups --------------------------------------------------------------------------------

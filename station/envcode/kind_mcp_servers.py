@@ -9,6 +9,7 @@ clock:
     TOKEN: ${secret:CLOCK_TOKEN}
   description: Tells the time
   enabled: true
+  reuse_sessions: true   # only for stateless servers; false (a session per run) when absent
 ```
 
 References (`${secret:NAME}`, `${var:NAME}`) travel as text, never resolved. A server whose
@@ -34,9 +35,12 @@ from station.vault.services import REFERENCE
 from tenants.authz import Principal
 from tenants.models import Environment
 
-FIELDS = ("transport", "command", "args", "env", "url", "headers", "description", "enabled")
+FIELDS = ("transport", "command", "args", "env", "url", "headers", "description", "enabled",
+          "reuse_sessions")
+# reuse_sessions defaults to False so a bundle written before it existed still applies, and
+# never turns reuse on by omission.
 DEFAULTS: dict[str, Any] = {"command": "", "args": [], "env": {}, "url": "", "headers": {},
-                            "description": "", "enabled": True}
+                            "description": "", "enabled": True, "reuse_sessions": False}
 _ANY_REFERENCE = re.compile(r"\$\{[^}]*\}?")
 _MAX_DESCRIPTION = 500
 
@@ -68,8 +72,9 @@ class McpServersKind(Kind):
     path = "mcp_servers.yaml"
     files_hint = path
     header = ("# MCP servers: NAME: {transport: stdio|http, command, args, env, url, headers,\n"
-              "# description, enabled}. Reference secrets and variables as ${secret:NAME} and\n"
-              "# ${var:NAME}; values never go in a bundle.\n")
+              "# description, enabled, reuse_sessions}. Reference secrets and variables as\n"
+              "# ${secret:NAME} and ${var:NAME}; values never go in a bundle. reuse_sessions:\n"
+              "# true only for stateless servers (a warm session serves several runs).\n")
 
     def owns(self, path: str) -> bool:
         return path == self.path
@@ -78,8 +83,11 @@ class McpServersKind(Kind):
         servers = self.current(environment).servers
         if not servers:
             return {}
+        # reuse_sessions is written only when on (off is the default): exports of servers that
+        # never opted in stay as they were.
         doc = {name: {key: value for key, value in config.items()
-                      if key in ("transport", "enabled") or value not in ("", [], {})}
+                      if key in ("transport", "enabled")
+                      or (value is not False and value not in ("", [], {}))}
                for name, config in servers.items()}
         return {self.path: dump_yaml(doc, self.header)}
 
@@ -120,8 +128,9 @@ class McpServersKind(Kind):
         if isinstance(config["description"], str) and \
                 len(config["description"]) > _MAX_DESCRIPTION:
             problem(f"longer than {_MAX_DESCRIPTION} characters", "description")
-        if not isinstance(config["enabled"], bool):
-            problem("must be true or false", "enabled")
+        for key in ("enabled", "reuse_sessions"):
+            if not isinstance(config[key], bool):
+                problem("must be true or false", key)
         if not isinstance(config["args"], list) or not all(
                 isinstance(a, str) for a in config["args"]):
             problem("must be a list of text (quote numbers)", "args")

@@ -40,9 +40,9 @@ class McpServerSerializer(serializers.ModelSerializer[McpServer]):
     class Meta:
         model = McpServer
         fields = ["id", "name", "environment", "description", "transport", "command", "args",
-                  "env", "url", "headers", "enabled", "created_at", "updated_at",
-                  "last_discovered_at", "last_checked_at", "last_ok_at", "last_error",
-                  "last_latency_ms"]
+                  "env", "url", "headers", "enabled", "reuse_sessions", "created_at",
+                  "updated_at", "last_discovered_at", "last_checked_at", "last_ok_at",
+                  "last_error", "last_latency_ms"]
         read_only_fields = fields
 
 
@@ -64,6 +64,10 @@ class _ServerConfigSerializer(serializers.Serializer[Any]):
         child=serializers.CharField(allow_blank=True, max_length=4000), required=False,
         help_text="http: request headers, e.g. Authorization: Bearer ${secret:API_TOKEN}")
     enabled = serializers.BooleanField(required=False)
+    reuse_sessions = serializers.BooleanField(
+        required=False, help_text="Only for stateless servers: a warm session may serve "
+                                  "several runs of this server (default false: a fresh "
+                                  "session per run)")
 
 
 class McpServerCreateSerializer(_ServerConfigSerializer):

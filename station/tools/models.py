@@ -33,6 +33,13 @@ class McpServer(TenantModel):
     url = models.CharField(max_length=2000, blank=True)
     headers = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # Off by default: a warm session carries the server's in-memory state (a memory graph,
+    # browser cookies, a checkout) from one run to the next, so reuse is an explicit choice
+    # by someone who knows the server keeps none (docs/runs.md, "Warm MCP sessions").
+    reuse_sessions = models.BooleanField(
+        default=False,
+        help_text="Only for stateless servers: a warm session may serve several runs of "
+                  "this server.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     # Discovery and health.

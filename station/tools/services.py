@@ -21,7 +21,7 @@ from tenants.authz import Principal, authorize
 from tenants.models import Environment
 
 _CONFIG_FIELDS = ("description", "transport", "command", "args", "env", "url", "headers",
-                  "enabled")
+                  "enabled", "reuse_sessions")
 
 
 def _references(config: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -49,6 +49,8 @@ def _validate_config(environment: Environment, config: dict[str, Any]) -> dict[s
     args = config.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         errors["args"] = ["A list of strings."]
+    if not isinstance(config.get("reuse_sessions", False), bool):
+        errors["reuse_sessions"] = ["True or false."]
     for field in ("env", "headers"):
         value = config.get(field, {})
         if not isinstance(value, dict) or not all(

@@ -39,7 +39,8 @@ def _seed_servers() -> None:
 def _servers(slug: str) -> dict[str, dict[str, Any]]:
     return {s.name: {"transport": s.transport, "command": s.command, "args": s.args,
                      "env": s.env, "url": s.url, "headers": s.headers,
-                     "description": s.description, "enabled": s.enabled}
+                     "description": s.description, "enabled": s.enabled,
+                     "reuse_sessions": s.reuse_sessions}
             for s in McpServer.objects.filter(environment=env(slug))}
 
 
@@ -112,6 +113,46 @@ def test_changes_update_and_removal_needs_prune(seeded):
         assert AuditEvent.objects.filter(action="mcp_server.deleted").count() == 1
 
 
+def test_session_reuse_travels_only_when_on_and_an_old_bundle_turns_it_off(seeded):
+    with seeded.scope():
+        _seed_servers()
+        old = services.export_bundle(actor=SYSTEM, environment=env("staging"))
+        assert "reuse_sessions" not in yaml.safe_load(old[PATH])["github"]  # off: left out
+        github = McpServer.objects.get(environment=env("staging"), name="github")
+        tools.update_mcp_server(actor=SYSTEM, server=github, reuse_sessions=True)
+        files = services.export_bundle(actor=SYSTEM, environment=env("staging"))
+        assert yaml.safe_load(files[PATH])["github"]["reuse_sessions"] is True
+        assert "reuse_sessions" not in yaml.safe_load(files[PATH])["openai"]
+
+        # Applied elsewhere, the flag arrives; applied again, nothing changes.
+        services.apply_bundle(actor=SYSTEM, environment=env("prod"), files=files)
+        assert _servers("prod")["github"]["reuse_sessions"] is True
+        assert services.apply_bundle(actor=SYSTEM, environment=env("prod"), files=files).empty
+
+        # A bundle written before the flag existed (no key) still applies, and means off.
+        plan = services.apply_bundle(actor=SYSTEM, environment=env("staging"), files=old,
+                                     dry_run=True)
+        (change,) = [c for c in plan.actionable if c.kind == "mcp_servers"]
+        assert (change.name, change.action) == ("github", "change")
+        assert '"reuse_sessions": true' in (change.before or "")
+        assert '"reuse_sessions": false' in (change.after or "")
+        services.apply_bundle(actor=SYSTEM, environment=env("staging"), files=old)
+        assert _servers("staging")["github"]["reuse_sessions"] is False
+        event = AuditEvent.objects.filter(action="mcp_server.updated").latest("occurred_at")
+        assert event.changes == {"reuse_sessions": {"from": True, "to": False}}
+
+
+def test_promotion_carries_the_session_reuse_flag(seeded):
+    with seeded.scope():
+        _add("staging", "clock", transport="stdio", command="/opt/mcp/clock",
+             reuse_sessions=True)
+        _add("prod", "clock", transport="stdio", command="/opt/mcp/clock")
+        plan = services.promote(actor=SYSTEM, source=env("staging"), target=env("prod"),
+                                kinds=["mcp_servers"])
+        assert [(c.name, c.action) for c in plan.changes] == [("clock", "change")]
+        assert _servers("prod")["clock"]["reuse_sessions"] is True
+
+
 def test_a_bundle_without_the_file_leaves_servers_alone_even_with_prune(seeded):
     with seeded.scope():
         _seed_servers()
@@ -141,6 +182,8 @@ def test_a_bundle_without_the_file_leaves_servers_alone_even_with_prune(seeded):
      "must be text"),
     ("gh: {transport: stdio, command: x, env: [a]}\n", f"{PATH}: gh.env", "mapping"),
     ("gh: {transport: stdio, command: x, enabled: 'yes'}\n", f"{PATH}: gh.enabled",
+     "true or false"),
+    ("gh: {transport: stdio, command: x, reuse_sessions: 1}\n", f"{PATH}: gh.reuse_sessions",
      "true or false"),
     ("gh: {transport: stdio, command: x, env: {T: '${secret:bad-name}'}}\n", f"{PATH}: gh",
      "bad reference"),

@@ -3,6 +3,7 @@ errors from the services, discovery, and reviewing a changed tool before approvi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -118,6 +119,33 @@ def test_http_server_edit_and_delete(login, org_a) -> None:
     client.post(url("mcp-delete", org_a, server.pk))
     with org_a.scope():
         assert not McpServer.objects.filter(pk=server.pk).exists()
+
+
+def _reuse_checked(page: str) -> bool:
+    (tag,) = re.findall(r'<input [^>]*name="reuse_sessions"[^>]*>', page)
+    return " checked" in tag
+
+
+def test_session_reuse_checkbox_is_off_by_default_and_round_trips(login, org_a) -> None:
+    client = login(org_a.owner)
+    new = url("mcp-new", org_a) + "?env=dev"
+    form = text(client.get(new))
+    assert 'name="reuse_sessions"' in form and "Only for stateless servers" in form
+    assert not _reuse_checked(form)  # unchecked unless someone asks
+    client.post(new, _form())  # the checkbox left unticked
+    with org_a.scope():
+        server = McpServer.objects.get(name="github")
+        assert server.reuse_sessions is False
+    edit = url("mcp-edit", org_a, server.pk)
+    client.post(edit, _form(reuse_sessions="on"))
+    with org_a.scope():
+        assert McpServer.objects.get(pk=server.pk).reuse_sessions is True
+    assert _reuse_checked(text(client.get(edit)))
+    assert "reused across runs" in text(client.get(url("mcp-detail", org_a, server.pk)))
+    client.post(edit, _form())  # unticked again
+    with org_a.scope():
+        assert McpServer.objects.get(pk=server.pk).reuse_sessions is False
+    assert "a fresh session per run" in text(client.get(url("mcp-detail", org_a, server.pk)))
 
 
 def test_discover_button_then_review_and_approve_a_changed_tool(login, org_a,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from audit.models import AuditEvent
 from station.tools import services, tasks
 from station.tools.hashing import ToolDefinition
 from station.tools.models import McpServer, Tool
@@ -65,6 +66,27 @@ def test_crud_returns_references_as_stored(org_a: OrgFixture) -> None:
 
     assert client.delete(f"/api/v1/mcp-servers/{pk}").status_code == 204
     assert client.get(f"/api/v1/mcp-servers/{pk}").status_code == 404
+
+
+def test_session_reuse_is_off_unless_asked_and_round_trips_audited(org_a: OrgFixture) -> None:
+    client = org_a.client("owner")
+    created = client.post("/api/v1/mcp-servers", CLOCK, format="json")
+    assert created.status_code == 201 and created.json()["reuse_sessions"] is False
+    pk = created.json()["id"]
+    patched = client.patch(f"/api/v1/mcp-servers/{pk}", {"reuse_sessions": True},
+                           format="json")
+    assert patched.status_code == 200 and patched.json()["reuse_sessions"] is True
+    assert client.get(f"/api/v1/mcp-servers/{pk}").json()["reuse_sessions"] is True
+    with org_a.scope():
+        assert McpServer.objects.get(pk=pk).reuse_sessions is True
+        (event,) = AuditEvent.objects.filter(action="mcp_server.updated", target_id=str(pk))
+        assert event.changes == {"reuse_sessions": {"from": False, "to": True}}
+    stateless = client.post("/api/v1/mcp-servers", {**CLOCK, "name": "stateless",
+                                                    "reuse_sessions": True}, format="json")
+    assert stateless.status_code == 201 and stateless.json()["reuse_sessions"] is True
+    bad = client.patch(f"/api/v1/mcp-servers/{pk}", {"reuse_sessions": "sometimes"},
+                       format="json")
+    assert bad.status_code == 422 and _fields(bad) == {"reuse_sessions"}
 
 
 @pytest.mark.parametrize(("body", "fields"), [
