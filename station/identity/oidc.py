@@ -80,9 +80,9 @@ def _json(body: bytes, what: str) -> Any:
         raise OidcError("fetch_failed", f"{what}: not JSON") from exc
 
 
-def _read_json(response: requests.Response, what: str) -> Any:
+def _read_json(response: requests.Response, what: str, deadline: float | None = None) -> Any:
     with _as_oidc_error():
-        body = fetch.read_body(response, what, MAX_DOCUMENT_BYTES)
+        body = fetch.read_body(response, what, MAX_DOCUMENT_BYTES, deadline)
     return _json(body, what)
 
 
@@ -95,6 +95,7 @@ def get_json(url: str, what: str) -> Any:
 def post_form(url: str, data: dict[str, str], auth: tuple[str, str], what: str) -> Any:
     clean_url(url, "url")
     check_destination(url)
+    deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
     try:
         response = requests.post(url, data=data, auth=auth, timeout=FETCH_TIMEOUT_SECONDS,
                                  allow_redirects=False, stream=True,
@@ -102,7 +103,7 @@ def post_form(url: str, data: dict[str, str], auth: tuple[str, str], what: str) 
     except requests.RequestException as exc:
         raise OidcError("token_request_failed", f"{what}: {type(exc).__name__}") from exc
     try:
-        return _read_json(response, what)
+        return _read_json(response, what, deadline)
     except OidcError as exc:
         raise OidcError("token_request_failed", exc.detail) from exc
 

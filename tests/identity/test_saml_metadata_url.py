@@ -178,12 +178,18 @@ def test_unreachable_url_is_refused(org_a: OrgFixture, loopback_allowed: None) -
     ("https://[::1]:{port}/metadata", "non-public address"),
     ("https://169.254.169.254/latest/meta-data/", "non-public address"),
     ("https://10.0.0.8/metadata", "non-public address"),
+    # IPv6 forms that carry an IPv4 address and pass `is_global` by themselves.
+    ("https://[64:ff9b::a9fe:a9fe]/latest/meta-data/", "non-public address"),  # NAT64
+    ("https://[2002:a9fe:a9fe::1]/metadata", "non-public address"),  # 6to4
+    ("https://[::127.0.0.1]/metadata", "non-public address"),  # IPv4-compatible
+    ("https://[::ffff:10.0.0.8]/metadata", "non-public address"),  # IPv4-mapped
     ("http://127.0.0.1:{port}/metadata", "https://"),
     ("http://idp.example.com/metadata", "https://"),
     ("https://user:pw@idp.example.com/metadata", "without credentials"),
     ("ftp://idp.example.com/metadata", "https://"),
-], ids=["loopback", "localhost", "ipv6-loopback", "cloud-metadata", "private", "http-loopback",
-        "http", "credentials", "ftp"])
+], ids=["loopback", "localhost", "ipv6-loopback", "cloud-metadata", "private", "nat64",
+        "6to4", "ipv4-compatible", "ipv4-mapped", "http-loopback", "http", "credentials",
+        "ftp"])
 def test_private_addresses_and_non_https_are_refused_by_default(
         org_a: OrgFixture, idp: LoopbackSamlIdp, url: str, message: str) -> None:
     assert not fetch.private_networks_allowed()
@@ -267,3 +273,52 @@ def test_sign_in_through_the_loopback_idp_never_fetches_its_metadata(
     assert finish.status_code == 302 and finish["Location"] == "/o/acme/", finish.content
     assert "_auth_user_id" in browser.session
     assert idp.paths == ["/metadata", "/sso"]  # the save read it; the sign-in did not
+
+
+def test_embedded_ipv4_is_judged_by_the_ipv4_host() -> None:
+    import ipaddress
+
+    for public in ("2001:4860:4860::8888", "8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"):
+        assert fetch.is_public(ipaddress.ip_address(public)), public
+    for private in ("64:ff9b::7f00:1", "2002:c0a8:101::1", "::169.254.169.254", "::1",
+                    "fe80::1", "fc00::1"):
+        assert not fetch.is_public(ipaddress.ip_address(private)), private
+
+
+def test_a_server_dripping_its_body_is_cut_off_at_the_deadline(
+        org_a: OrgFixture, loopback_allowed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests' timeout bounds each read, not the whole body: a byte every 0.2 s would hold
+    a web thread for as long as the server likes without Station's own deadline."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # Station hung up: the point of the test
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(fetch, "TIMEOUT_SECONDS", 1)
+    try:
+        began = time.monotonic()
+        _refused(org_a, "took longer than 1 s",
+                 metadata_url=f"http://127.0.0.1:{server.server_port}/metadata")
+        assert time.monotonic() - began < 5
+    finally:
+        server.shutdown()
+        server.server_close()
+    with org_a.scope():
+        assert not SamlConnection.objects.exists()
