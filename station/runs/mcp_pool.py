@@ -2,14 +2,23 @@
 keeps between runs.
 
 A run connects to each server it calls on its first tool call and keeps that session until it
-ends. When it ends, a session that behaved is handed back to the process's `WarmSessions` and
-the next run of the *same* server may take it instead of connecting again, which spares the
-connect + initialize handshake (and a stdio server's process start) on every run. A warm
-session is keyed by everything that could make it another session: the org, the server row,
-a digest of its settings as resolved for the run (so a changed setting, secret or variable
-gives another key) and a digest of the server's tool pins. Every run still resolves the
-settings itself (each secret reveal audited with that run as the actor) before it can take a
-session; no session is ever shared by two runs at once.
+ends. What happens then depends on the server's `reuse_sessions` flag (off by default):
+
+- off: the session is closed. Every run starts from a fresh session (a stdio server's fresh
+  process), so nothing one run leaves in a server's memory reaches another run;
+- on (an admin's statement that the server keeps no state between calls), and the operator's
+  kill switch `MCP_SESSION_REUSE` on as well: a session that behaved is handed back to the
+  process's `WarmSessions`, and the next run of the *same* server may take it instead of
+  connecting again, which spares the connect + initialize handshake (and a stdio server's
+  process start) on every run.
+
+A warm session is keyed by everything that could make it another session: the org, the server
+row and its revision (`updated_at`: any change to the row, the flag toggled off and on
+included, retires the sessions opened before it), the flag itself, a digest of its settings
+as resolved for the run (so a changed setting, secret or variable gives another key) and a
+digest of the server's tool pins. Every run still resolves the settings itself (each secret
+reveal audited with that run as the actor) before it can take a session; no session is ever
+shared by two runs at once.
 
 Whether fresh or warm, a run's session lists the server's live tools when the run takes it:
 a tool the server now describes differently from what an admin approved is refused even if
@@ -22,7 +31,9 @@ run loop itself stays synchronous Django code.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -36,6 +47,7 @@ from typing import Any
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from mcp import MCPError
 from mcp import types as mcp_types
@@ -51,6 +63,20 @@ class ToolCallFailed(Exception):
     """The call did not produce a tool result (connect failure, timeout, protocol error)."""
 
 
+# The worker being told to stop, not a server failing: Celery's soft time limit (an Exception,
+# raised in the main thread while it waits on the event-loop thread), a signal, interpreter
+# exit, or the event-loop thread cancelling the call (its portal stopping at shutdown). The
+# session is discarded and these propagate; they never become a tool error.
+STOPS: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded, KeyboardInterrupt, SystemExit,
+                                          asyncio.CancelledError,
+                                          concurrent.futures.CancelledError)
+
+
+def _stop_in(exc: BaseException) -> BaseException | None:
+    """The stop inside `exc` (itself, or a leaf of the SDK's exception groups), if any."""
+    return next((leaf for leaf in discovery._leaves(exc) if isinstance(leaf, STOPS)), None)
+
+
 @dataclass
 class ToolResult:
     text: str
@@ -61,13 +87,29 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class SessionKey:
-    """What a warm session may be reused for: one org, one server row, the same resolved
-    settings (digest) and the same tool pins (digest). Never compared across orgs."""
+    """What a warm session may be reused for: one org, one server row at one revision, with
+    reuse allowed on it, the same resolved settings (digest) and the same tool pins (digest).
+    Never compared across orgs."""
 
     org_id: uuid.UUID
     server_id: uuid.UUID
     config: str
     pins: str
+    # The server's `reuse_sessions` flag and the row's revision: a session opened under one
+    # value of the flag is never taken under another, nor after the flag went off and on.
+    reuse: bool = False
+    revision: str = ""
+
+    @classmethod
+    def for_server(cls, server: McpServer, config: str, pins: str) -> SessionKey:
+        return cls(server.organization_id, server.pk, config, pins,
+                   reuse=server.reuse_sessions, revision=server.updated_at.isoformat())
+
+    @property
+    def poolable(self) -> bool:
+        """Whether a session under this key may serve more than one run: the server opted in
+        and the operator's kill switch is on."""
+        return self.reuse and bool(settings.MCP_SESSION_REUSE)
 
 
 def pins_digest(pins: dict[str, str]) -> str:
@@ -149,8 +191,9 @@ class WarmSessions:
         return len(expired)
 
     def take(self, key: SessionKey) -> _Session | None:
-        """An idle session for exactly `key`, or None. Idle sessions of the same org and
-        server with another key (settings, a secret or the pins changed since) are closed."""
+        """An idle session for exactly `key` when its server may be pooled, or None. Idle
+        sessions of the same org and server with another key (settings, a secret, the pins or
+        the reuse flag changed since) are closed."""
         now = time.monotonic()
         found: _Session | None = None
         stale: list[_Session] = []
@@ -165,7 +208,7 @@ class WarmSessions:
                 else:
                     keep.append(session)
             for i in range(len(keep) - 1, -1, -1):  # the most recently used
-                if keep[i].key == key:
+                if key.poolable and keep[i].key == key:
                     found = keep.pop(i)
                     break
             self._idle = keep
@@ -178,7 +221,7 @@ class WarmSessions:
         now = time.monotonic()
         closing: list[_Session] = []
         with self._lock:
-            reuse = (settings.MCP_SESSION_REUSE and session.reusable
+            reuse = (session.key.poolable and session.reusable
                      and self._pid == os.getpid() and not self._expired(session, now))
             if reuse:
                 session.idle_since = now
@@ -239,8 +282,8 @@ class SessionPool:
         self.close()
 
     def close(self, *, reuse: bool = True) -> None:
-        """End of the run: sessions that behaved go back to the warm pool (with `reuse`),
-        the others are closed."""
+        """End of the run: sessions that behaved go back to the warm pool (with `reuse`; the
+        pool keeps only those of servers that opt in), the others are closed."""
         sessions, self._sessions = list(self._sessions.values()), {}
         dropped, self._dropped = self._dropped, []
         for session in dropped:
@@ -256,9 +299,13 @@ class SessionPool:
         failing call); the next call to the server connects again."""
         session = self._sessions.pop(server.pk, None)
         if session is not None:
-            session.reusable = False
-            self._dropped.append(session)
+            self._discard(session)
         return session
+
+    def _discard(self, session: _Session) -> None:
+        """Never hand `session` on; it is closed when the run ends (`close`)."""
+        session.reusable = False
+        self._dropped.append(session)
 
     def _session(self, server: McpServer, pins: str = "") -> _Session:
         if server.pk in self._sessions:
@@ -267,19 +314,26 @@ class SessionPool:
         # audited with this run as the actor, and the result is part of the key.
         config = discovery.resolve(server, actor=self.actor, purpose=self.purpose)
         self.secret_values.extend(config.secret_values)
-        key = SessionKey(server.organization_id, server.pk, config.fingerprint(), pins)
+        key = SessionKey.for_server(server, config.fingerprint(), pins)
         timeout = float(settings.MCP_TIMEOUT_SECONDS)
         portal = warm.portal()
-        session = warm.take(key) if settings.MCP_SESSION_REUSE else None
+        # Also for a server that is not pooled: idle sessions of it under another key (the
+        # flag was on until now) are closed rather than left to expire.
+        session = warm.take(key)
         if session is not None:
             # Its stderr from now on is this run's; earlier runs' output is not shown to it.
             session.errlog.seek(0)
             session.errlog.truncate()
             try:
                 tools = portal.call(_list_all, session.client, timeout)
-            except (KeyboardInterrupt, SystemExit):
+            except STOPS:
+                self._discard(session)
                 raise
-            except BaseException:  # dead process, expired HTTP session: open a fresh one
+            except (Exception, BaseExceptionGroup) as exc:
+                if (stop := _stop_in(exc)) is not None:
+                    self._discard(session)
+                    raise stop from None
+                # Dead process, expired HTTP session: open a fresh one.
                 log.info("a warm MCP session failed its check; reconnecting",
                          extra={"server": server.name})
                 session.close()
@@ -298,16 +352,22 @@ class SessionPool:
               timeout: float) -> _Session:
         errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8",  # noqa: SIM115
                                         errors="replace")
+        closer: Any = None
         try:
             # Connecting is bounded by the client's read timeout (initialize is a request);
             # a cancel scope around entering would outlive its task group (anyio forbids it).
             closer = portal.wrap_async_context_manager(discovery._client(config, errlog,
                                                                          timeout))
             client = closer.__enter__()
-        except (KeyboardInterrupt, SystemExit):
+        except STOPS:
+            _abandon(closer)
             errlog.close()
             raise
-        except BaseException as exc:
+        except (Exception, BaseExceptionGroup) as exc:
+            if (stop := _stop_in(exc)) is not None:
+                _abandon(closer)
+                errlog.close()
+                raise stop from None
             errlog.seek(0)
             message = config.redact(discovery._describe(exc, config, errlog.read(), timeout))
             errlog.close()
@@ -315,10 +375,13 @@ class SessionPool:
         session = _Session(key, client, closer, errlog)
         try:
             tools = portal.call(_list_all, client, timeout)
-        except (KeyboardInterrupt, SystemExit):
-            session.close()
+        except STOPS:
+            self._discard(session)
             raise
-        except BaseException as exc:
+        except (Exception, BaseExceptionGroup) as exc:
+            if (stop := _stop_in(exc)) is not None:
+                self._discard(session)
+                raise stop from None
             errlog.seek(0)
             message = config.redact(discovery._describe(exc, config, errlog.read(), timeout))
             session.close()
@@ -336,6 +399,11 @@ class SessionPool:
         try:
             result: mcp_types.CallToolResult = portal.call(_call, session.client, tool,
                                                             arguments, timeout)
+        except STOPS:
+            # The call may still be in flight in the event-loop thread: the session is
+            # dropped (closed when the run ends), never handed on.
+            self._drop(server)
+            raise
         except MCPError as exc:
             if exc.error.code == -32001 or "timed out" in exc.error.message.lower():
                 # Still usable for this run (the SDK's word), but a server that let a call
@@ -354,14 +422,25 @@ class SessionPool:
         except TimeoutError:
             session.reusable = False
             raise ToolCallFailed(f"The tool call timed out after {timeout:g}s.") from None
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # malformed output, broken pipes, validation errors
+        except (Exception, BaseExceptionGroup) as exc:  # malformed output, broken pipes, …
             self._drop(server)
+            if (stop := _stop_in(exc)) is not None:
+                raise stop from None
             first = next(iter(discovery._leaves(exc)), exc)
             raise ToolCallFailed(f"The MCP server's answer could not be used: "
                                  f"{type(first).__name__}: {discovery._plain(first)}") from None
         return _result(result)
+
+
+def _abandon(closer: Any) -> None:
+    """Cancel a connection whose opening this thread stopped waiting for: the connect goes on
+    in the event-loop thread and, once done, would hold the server (a stdio process) open
+    forever, and the portal could then never stop at worker exit. anyio keeps that task's
+    future as `_exit_future` (a private name, hence the getattr); cancelling it cancels the
+    task, whose clean-up closes whatever was opened."""
+    task = getattr(closer, "_exit_future", None)
+    if task is not None:
+        task.cancel()
 
 
 async def _list_all(client: Any, timeout: float) -> list[Any]:

@@ -1,25 +1,33 @@
 """Warm MCP sessions kept by a worker process between runs (`station/runs/mcp_pool.py`):
-reused only for the same org, server, resolved settings and secrets, and tool pins; checked
-(tools re-listed) every time a run takes one; replaced when dead; bounded; and a session that
-misbehaved is never handed to the next run. Real stdio servers, runs executed in-process."""
+only for servers that opt in (`reuse_sessions`) while the operator's kill switch is on, every
+other server starting clean for every run; reused only for the same org, server (and its
+flag), resolved settings and secrets, and tool pins; checked (tools re-listed) every time a
+run takes one; replaced when dead; bounded; a session that misbehaved is never handed to the
+next run; and a worker told to stop (Celery's soft time limit) is not turned into a tool
+error. Real stdio servers, runs executed in-process."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 
 from station.providers.models import ModelProvider
-from station.runs import engine, services
-from station.runs.mcp_pool import SessionKey, warm
+from station.runs import engine, mcp_pool, services
+from station.runs.mcp_pool import SessionKey, SessionPool, warm
 from station.runs.models import Run, RunStep
 from station.tools import discovery
 from station.tools import services as tools
@@ -31,10 +39,13 @@ from tests.fixtures import SYSTEM, OrgFixture
 from tests.runs.conftest import RunWorld
 
 # Tells its pid and its token; once the file named by its first argument exists, it describes
-# `echo` differently (a server changing a tool behind an approved pin, mid-life).
+# `echo` differently (a server changing a tool behind an approved pin, mid-life). Keeps notes
+# in memory (a stateful server: what one run leaves, a run given the same process reads).
 SHIFTY_SERVER = '''
-import os, sys
+import os, sys, time
 from mcp.server.mcpserver import MCPServer
+
+NOTES = []
 
 
 class Shifty(MCPServer):
@@ -65,6 +76,23 @@ def echo(message: str) -> str:
     return message
 
 
+@server.tool(description="Remember a note.")
+def remember(note: str) -> str:
+    NOTES.append(note)
+    return "noted"
+
+
+@server.tool(description="Every note remembered so far.")
+def recall() -> str:
+    return "notes: " + "|".join(NOTES)
+
+
+@server.tool(description="Take a while.")
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
+
+
 server.run()
 '''
 
@@ -79,9 +107,10 @@ def shifty(tmp_path: Path) -> tuple[str, Path]:
     return str(script), tmp_path / "evil-flag"
 
 
-def _world(fx: OrgFixture, script: str, flag: Path, secret: str) -> RunWorld:
+def _world(fx: OrgFixture, script: str, flag: Path, secret: str, *,
+           reuse_sessions: bool) -> RunWorld:
     """An org's dev environment with the scripted provider and the shifty server (its env
-    referencing a secret), discovered and approved."""
+    referencing a secret; opted in to session reuse or not), discovered and approved."""
     with fx.scope():
         with transaction.atomic():
             env = Environment.objects.get(slug="dev")
@@ -92,7 +121,7 @@ def _world(fx: OrgFixture, script: str, flag: Path, secret: str) -> RunWorld:
             server = tools.create_mcp_server(
                 actor=SYSTEM, environment=env, name="shifty", transport="stdio",
                 command=sys.executable, args=[script, str(flag)],
-                env={"SHIFTY_TOKEN": "${secret:SHIFTY_TOKEN}"})
+                env={"SHIFTY_TOKEN": "${secret:SHIFTY_TOKEN}"}, reuse_sessions=reuse_sessions)
         assert discovery.discover(server, actor=SYSTEM, purpose="test discovery").ok
     return RunWorld(fx, env, {"shifty": server})
 
@@ -136,9 +165,23 @@ def _gone(pid: int, timeout: float = 10) -> bool:
     return True
 
 
+def _set_reuse(world: RunWorld, on: bool) -> None:
+    with world.fx.scope(), transaction.atomic():
+        tools.update_mcp_server(actor=SYSTEM, server=McpServer.objects.get(
+            pk=world.servers["shifty"].pk), reuse_sessions=on)
+
+
 @pytest.fixture
 def org_a(world: RunWorld, shifty: tuple[str, Path]) -> RunWorld:
-    return _world(world.fx, *shifty, SECRET_A)
+    """The shifty server, opted in to session reuse (stateless, as far as these tests go)."""
+    return _world(world.fx, *shifty, SECRET_A, reuse_sessions=True)
+
+
+@pytest.fixture
+def stateful(world: RunWorld, shifty: tuple[str, Path], settings: Any) -> RunWorld:
+    """The shifty server as every server starts: not opted in; the kill switch is on."""
+    settings.MCP_SESSION_REUSE = True
+    return _world(world.fx, *shifty, SECRET_A, reuse_sessions=False)
 
 
 def test_the_next_run_of_the_same_server_takes_the_warm_session(org_a: RunWorld) -> None:
@@ -146,13 +189,64 @@ def test_the_next_run_of_the_same_server_takes_the_warm_session(org_a: RunWorld)
     assert warm.idle_count() == 1
     assert _pid(org_a) == first  # same process: no start, no initialize
     assert warm.idle_count() == 1
+    # What makes reuse an admin's decision: a server's memory outlives the run that wrote it.
+    _call(org_a, "remember", note="run A was here")
+    assert _call(org_a, "recall")[0].output == "notes: run A was here"
+
+
+def test_a_server_that_did_not_opt_in_starts_clean_for_every_run(stateful: RunWorld) -> None:
+    # Run A (say, a privileged agent) leaves something in the server's memory.
+    run_a, steps = _call(stateful, "remember", note="confidential: the merger is on")
+    assert run_a.output == "noted" and not steps[1].error
+    assert warm.idle_count() == 0  # closed at the end of run A, not kept
+    # Run B, another agent in the same environment, gets its own process and sees nothing.
+    run_b, steps = _call(stateful, "recall")
+    assert run_b.status == Run.SUCCEEDED and not steps[1].error, steps[1].error
+    assert run_b.output == "notes: "
+    first = _pid(stateful)
+    assert _gone(first) and warm.idle_count() == 0
+    second = _pid(stateful)
+    assert second != first and _gone(second)
+
+
+def test_a_run_keeps_one_session_per_server_even_without_reuse(stateful: RunWorld) -> None:
+    # Within one run nothing changes: the session opened by its first call serves the rest.
+    agent = stateful.agent("two-calls", [
+        {"tool_calls": [{"name": "shifty__remember", "arguments": {"note": "mine"}}]},
+        {"tool_calls": [{"name": "shifty__recall", "arguments": {}}]},
+        {"content": "{last_tool_result}"}], tools=["shifty/remember", "shifty/recall"])
+    with stateful.fx.scope(), transaction.atomic():
+        run, _ = services.start_run(actor=SYSTEM, agent=agent, input={})
+    with context.org_context(stateful.fx.org):
+        assert engine.execute(run.pk) == Run.SUCCEEDED
+    with stateful.fx.scope(), transaction.atomic():
+        assert Run.objects.get(pk=run.pk).output == "notes: mine"
+    assert warm.idle_count() == 0
+
+
+def test_toggling_reuse_never_hands_over_a_session_opened_before(org_a: RunWorld) -> None:
+    opted_in = _pid(org_a)
+    assert warm.idle_count() == 1
+    _set_reuse(org_a, False)
+    off = _pid(org_a)
+    assert off != opted_in and _gone(opted_in)  # the idle one was closed, not taken
+    assert _gone(off) and warm.idle_count() == 0
+    _set_reuse(org_a, True)
+    on_again = _pid(org_a)
+    assert on_again not in (opted_in, off)
+    assert _pid(org_a) == on_again  # pooled again from here on
+    # Off and on again with no run in between: the session kept before is still not taken.
+    _set_reuse(org_a, False)
+    _set_reuse(org_a, True)
+    after_round_trip = _pid(org_a)
+    assert after_round_trip != on_again and _gone(on_again)
 
 
 def test_a_session_never_crosses_orgs(org_a: RunWorld, shifty: tuple[str, Path],
                                       make_org: Callable[..., OrgFixture]) -> None:
     # Org B's server is a perfect copy: same name, command, args and even the same secret
     # value, so the resolved settings are identical. Only the org (and the row) differ.
-    org_b = _world(make_org("otherco"), *shifty, SECRET_A)
+    org_b = _world(make_org("otherco"), *shifty, SECRET_A, reuse_sessions=True)
     pid_a = _pid(org_a)
     pid_b = _pid(org_b)
     assert pid_b != pid_a
@@ -164,8 +258,9 @@ def test_a_session_never_crosses_orgs(org_a: RunWorld, shifty: tuple[str, Path],
     with context.org_context(org_a.fx.org):
         config = discovery.resolve(server_a, actor=SYSTEM, purpose="test")
     (held,) = [s for s in warm._idle if s.key.org_id == org_a.fx.org.pk]
-    forged = SessionKey(org_b.fx.org.pk, server_a.pk, config.fingerprint(), held.key.pins)
-    assert held.key.config == config.fingerprint()
+    forged = dataclasses.replace(held.key, org_id=org_b.fx.org.pk)
+    assert held.key.config == config.fingerprint() and forged.poolable
+    assert SessionKey.for_server(server_a, config.fingerprint(), held.key.pins) == held.key
     assert warm.take(forged) is None
     assert warm.idle_count() == 2
 
@@ -204,7 +299,7 @@ def test_a_dead_server_process_is_replaced(org_a: RunWorld) -> None:
 def test_the_warm_pool_is_bounded(org_a: RunWorld, shifty: tuple[str, Path],
                                   make_org: Callable[..., OrgFixture], settings: Any) -> None:
     settings.MCP_SESSION_POOL_SIZE = 1
-    org_b = _world(make_org("otherco"), *shifty, SECRET_B)
+    org_b = _world(make_org("otherco"), *shifty, SECRET_B, reuse_sessions=True)
     pid_a = _pid(org_a)
     assert warm.idle_count() == 1
     _pid(org_b)
@@ -244,6 +339,9 @@ def test_an_idle_session_is_closed_after_its_idle_time(org_a: RunWorld, settings
 
 def test_a_session_that_timed_out_is_not_handed_on(world: RunWorld, settings: Any) -> None:
     settings.MCP_CALL_TIMEOUT_SECONDS = 1
+    with world.fx.scope(), transaction.atomic():  # opted in: only the timeout keeps it out
+        tools.update_mcp_server(actor=SYSTEM, server=McpServer.objects.get(
+            pk=world.servers["tricky"].pk), reuse_sessions=True)
     agent = world.agent("hangs", [
         {"tool_calls": [{"name": "tricky__hang", "arguments": {}}]},
         {"content": "{last_tool_result}"}], tools=["tricky/hang"])
@@ -254,9 +352,9 @@ def test_a_session_that_timed_out_is_not_handed_on(world: RunWorld, settings: An
     assert warm.idle_count() == 0
 
 
-def test_reuse_off_closes_every_session_at_the_end_of_its_run(org_a: RunWorld,
-                                                              settings: Any) -> None:
-    settings.MCP_SESSION_REUSE = False
+def test_the_kill_switch_closes_every_session_at_the_end_of_its_run(org_a: RunWorld,
+                                                                    settings: Any) -> None:
+    settings.MCP_SESSION_REUSE = False  # the server opted in; the operator says no
     first = _pid(org_a)
     assert warm.idle_count() == 0 and _gone(first)
     assert _pid(org_a) != first
@@ -266,4 +364,115 @@ def test_closing_the_pool_ends_the_server_processes(org_a: RunWorld) -> None:
     pid = _pid(org_a)
     assert _alive(pid)
     warm.close_all()  # what the worker process does when it shuts down
+    assert warm.idle_count() == 0 and _gone(pid)
+
+
+# --- a worker told to stop ------------------------------------------------------------------
+
+
+@contextmanager
+def _soft_time_limit_after(seconds: float) -> Iterator[None]:
+    """What Celery does when a task's soft time limit passes: SIGUSR1 to the process, whose
+    handler raises SoftTimeLimitExceeded in the main thread (here: blocked on the event-loop
+    thread, waiting for the server)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def _server_row(world: RunWorld) -> McpServer:
+    with world.fx.scope(), transaction.atomic():
+        return McpServer.objects.select_related("environment").get(
+            pk=world.servers["shifty"].pk)
+
+
+def _slow(seconds: float) -> Callable[..., Any]:
+    async def list_tools_slowly(client: Any, timeout: float) -> list[Any]:
+        await anyio.sleep(seconds)
+        return []
+    return list_tools_slowly
+
+
+def test_a_soft_time_limit_during_a_call_propagates_and_the_session_is_discarded(
+        org_a: RunWorld) -> None:
+    server = _server_row(org_a)
+    with context.org_context(org_a.fx.org):
+        pool = SessionPool(actor=SYSTEM, purpose="test")
+        pid = int(pool.call(server, "pid", {}, 5).text)
+        with _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded):
+            pool.call(server, "nap", {"seconds": 10}, 20)
+        pool.close()  # what the run loop does on its way out
+    assert warm.idle_count() == 0 and _gone(pid)  # opted in, yet not handed on
+
+
+def test_a_soft_time_limit_while_a_warm_session_is_checked_propagates(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = _pid(org_a)
+    assert warm.idle_count() == 1
+    monkeypatch.setattr(mcp_pool, "_list_all", _slow(5))
+    server = _server_row(org_a)
+    with context.org_context(org_a.fx.org):
+        pool = SessionPool(actor=SYSTEM, purpose="test")
+        with _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded):
+            pool.live_hash(server, "pid")
+        pool.close()
+    assert warm.idle_count() == 0 and _gone(pid)
+
+
+def _server_processes(world: RunWorld) -> list[int]:
+    """Live processes of this test's shifty server script."""
+    script = str(world.servers["shifty"].args[0]).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if script in (entry / "cmdline").read_bytes() and _alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("after", [0.05, 0.3], ids=["while-starting", "while-listing"])
+def test_a_soft_time_limit_while_connecting_is_not_a_tool_error_and_leaves_nothing(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch, after: float) -> None:
+    # Interrupted while the server starts (the connect goes on in the event-loop thread) or
+    # while its tools are listed: either way nothing is left running and nothing kept.
+    monkeypatch.setattr(mcp_pool, "_list_all", _slow(5))
+    server = _server_row(org_a)
+    with context.org_context(org_a.fx.org):
+        pool = SessionPool(actor=SYSTEM, purpose="test")
+        with _soft_time_limit_after(after), pytest.raises(SoftTimeLimitExceeded):
+            pool.live_hash(server, "pid")
+        assert all(not s.reusable for s in pool._dropped)
+        pool.close()
+    assert warm.idle_count() == 0
+    deadline = time.monotonic() + 10
+    while _server_processes(org_a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _server_processes(org_a) == []
+
+
+def test_a_stop_inside_the_sdks_exception_group_is_raised_as_itself(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = _pid(org_a)
+
+    async def stopped(*_: Any) -> Any:
+        raise ExceptionGroup("task group", [SoftTimeLimitExceeded()])
+
+    monkeypatch.setattr(mcp_pool, "_call", stopped)
+    server = _server_row(org_a)
+    with context.org_context(org_a.fx.org):
+        pool = SessionPool(actor=SYSTEM, purpose="test")
+        with pytest.raises(SoftTimeLimitExceeded):
+            pool.call(server, "pid", {}, 5)
+        pool.close()
     assert warm.idle_count() == 0 and _gone(pid)
