@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.db import ApiSeed
-from benchmarks.stats import Summary, run_for
+from benchmarks.stats import Summary
 from benchmarks.urls import BARE_PATH
 
 FULL_PATH = "/api/v1/environments"
@@ -232,6 +233,27 @@ def _round_trip(samples: int) -> Summary:
     return Summary.of(timings)
 
 
+def _interleaved(order: list[Variant], seconds: float) -> dict[str, float]:
+    """Call each variant in turn for about `seconds` in all; req/s of each over the time spent
+    in its own calls (also added to the variant's totals and latency samples)."""
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    spent = dict.fromkeys((v.name for v in order), 0)
+    calls = dict.fromkeys(spent, 0)
+    while clock() < deadline:
+        for variant in order:
+            before = clock()
+            variant.call()
+            took = clock() - before
+            variant.samples.append(took)
+            spent[variant.name] += took
+            calls[variant.name] += 1
+    for variant in order:
+        variant.calls += calls[variant.name]
+        variant.seconds += spent[variant.name] / 1e9
+    return {name: calls[name] / (spent[name] / 1e9) for name in spent}
+
+
 def run(seed: ApiSeed, *, rounds: int, seconds: float, warmup: int,
         breakdown_requests: int) -> ApiResult:
     from django.core.handlers.wsgi import WSGIHandler
@@ -265,13 +287,11 @@ def run(seed: ApiSeed, *, rounds: int, seconds: float, warmup: int,
 
     round_ratios: list[float] = []
     for r in range(rounds):
-        order = variants if r % 2 == 0 else list(reversed(variants))
-        per_round: dict[str, float] = {}
-        for variant in order:
-            calls, elapsed = run_for(variant.call, seconds, variant.samples)
-            variant.calls += calls
-            variant.seconds += elapsed
-            per_round[variant.name] = calls / elapsed
+        # The variants take turns call by call (not in blocks of `seconds`), so a stall or
+        # load from elsewhere on a shared machine falls on all of them alike; the order of
+        # the turn rotates every round.
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        per_round = _interleaved(order, seconds * len(order))
         round_ratios.append(per_round["full"] / per_round["bare"])
 
     breakdown = _breakdown(full.call, bare.call, breakdown_requests)

@@ -176,8 +176,10 @@ def markdown(
     w("- **bare, no middleware** (reference only): the bare view through a handler built with "
       "`MIDDLEWARE = []`, an upper bound for a minimal DRF app.")
     w(f"- The run checks that all three return status 200 and the same row ids. Warm-up, then "
-      f"{api_rounds} rounds of {api_seconds:g} s per variant, alternating the order each "
-      "round; req/s = all requests / all time per variant.\n")
+      f"{api_rounds} rounds of {api_seconds:g} s per variant in which the three variants take "
+      "turns call by call (the order of the turn rotates each round), so a stall or load from "
+      "elsewhere on a shared machine falls on all of them alike; req/s = requests / time "
+      "spent in that variant's own requests.\n")
     w("| variant | req/s | latency ms (mean / median / p95) |")
     w("|---|---|---|")
     w(f"| full stack | {api.full[0]:.1f} | {_lat(api.full[1])} |")
