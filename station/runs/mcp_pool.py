@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,34 @@ STOPS: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded, KeyboardInterru
 def _stop_in(exc: BaseException) -> BaseException | None:
     """The stop inside `exc` (itself, or a leaf of the SDK's exception groups), if any."""
     return next((leaf for leaf in discovery._leaves(exc) if isinstance(leaf, STOPS)), None)
+
+
+def _stops_through(exc: BaseException, then: Callable[[], object] = lambda: None) -> None:
+    """Called from an `except BaseException` clause: when `exc` is a stop or carries one, run
+    `then` (discard what the stop interrupted) and raise the stop; re-raise anything else
+    that is not an error a caller handles (KeyboardInterrupt and friends are stops already).
+    Returns only for an ordinary error."""
+    stop = _stop_in(exc)
+    if stop is not None:
+        then()
+        if stop is exc:
+            raise exc
+        raise stop from None
+    if not isinstance(exc, Exception | BaseExceptionGroup):
+        raise exc
+
+
+def _close_each(sessions: Iterable[_Session]) -> None:
+    """Close every session even when a stop arrives while closing one; the first stop is
+    raised once all are closed (a stdio server's process must not outlive its session)."""
+    stop: BaseException | None = None
+    for session in sessions:
+        try:
+            session.close()
+        except BaseException as exc:  # only stops leave `close`
+            stop = stop or exc
+    if stop is not None:
+        raise stop
 
 
 @dataclass
@@ -129,12 +158,16 @@ class _Session:
     reusable: bool = True  # False once a call timed out or failed oddly: never handed on
 
     def close(self) -> None:
+        """Close the session; a server that fails on shutdown fails nothing (logged), but the
+        worker being told to stop meanwhile is raised, not swallowed."""
         try:
             self.closer.__exit__(None, None, None)
-        except Exception:  # a server that dies on shutdown must not fail anything
+        except BaseException as exc:
+            _stops_through(exc)
             log.warning("closing an MCP session failed", exc_info=True)
-        with suppress(OSError):
-            self.errlog.close()
+        finally:
+            with suppress(OSError):
+                self.errlog.close()
 
 
 class WarmSessions:
@@ -186,8 +219,7 @@ class WarmSessions:
                 return 0
             expired = [s for s in self._idle if self._expired(s, now)]
             self._idle = [s for s in self._idle if s not in expired]
-        for session in expired:
-            session.close()
+        _close_each(expired)
         return len(expired)
 
     def take(self, key: SessionKey) -> _Session | None:
@@ -212,8 +244,7 @@ class WarmSessions:
                     found = keep.pop(i)
                     break
             self._idle = keep
-        for session in stale:
-            session.close()
+        _close_each(stale)
         return found
 
     def give_back(self, session: _Session) -> None:
@@ -230,8 +261,7 @@ class WarmSessions:
                     closing.append(self._idle.pop(0))
             else:
                 closing.append(session)
-        for s in closing:
-            s.close()
+        _close_each(closing)
 
     def _expired(self, session: _Session, now: float) -> bool:
         return (now - session.opened_at > settings.MCP_SESSION_MAX_AGE_SECONDS
@@ -249,15 +279,35 @@ class WarmSessions:
                 return
             idle, self._idle = self._idle, []
             stack = self._stack if stop_portal else None
+            portal = self._portal
             if stop_portal:
                 self._stack, self._portal = None, None
-        for session in idle:
-            session.close()
-        if stack is not None:
-            try:
-                stack.close()
-            except Exception:
-                log.warning("stopping the MCP event-loop thread failed", exc_info=True)
+        try:
+            _close_each(idle)
+        finally:
+            if stack is not None:
+                _stop_event_loop(portal, stack)
+
+
+def _stop_event_loop(portal: BlockingPortal | None, stack: ExitStack,
+                     wait: float = 15.0) -> None:
+    """Stop the event-loop thread at process exit, cancelling what still runs in it (a
+    session some run never handed back: left alone it would keep the loop, and the process,
+    alive forever), and wait a bounded time for the clean-up (stdio servers terminated)."""
+    def stop() -> None:
+        try:
+            if portal is not None:
+                with suppress(RuntimeError):  # already stopped
+                    portal.call(portal.stop, True)
+            stack.close()
+        except Exception:
+            log.warning("stopping the MCP event-loop thread failed", exc_info=True)
+
+    stopper = threading.Thread(target=stop, daemon=True, name="mcp-event-loop-stop")
+    stopper.start()
+    stopper.join(wait)
+    if stopper.is_alive():
+        log.warning("the MCP event-loop thread did not stop within %gs; exiting anyway", wait)
 
 
 warm = WarmSessions()
@@ -286,13 +336,12 @@ class SessionPool:
         pool keeps only those of servers that opt in), the others are closed."""
         sessions, self._sessions = list(self._sessions.values()), {}
         dropped, self._dropped = self._dropped, []
-        for session in dropped:
-            session.close()
-        for session in sessions:
-            if reuse:
+        if reuse:
+            _close_each(dropped)
+            for session in sessions:
                 warm.give_back(session)
-            else:
-                session.close()
+        else:
+            _close_each(dropped + sessions)
 
     def _drop(self, server: McpServer) -> _Session | None:
         """Forget a broken session (closed when the run ends: not from inside its own
@@ -321,18 +370,14 @@ class SessionPool:
         # flag was on until now) are closed rather than left to expire.
         session = warm.take(key)
         if session is not None:
+            taken = session
             # Its stderr from now on is this run's; earlier runs' output is not shown to it.
             session.errlog.seek(0)
             session.errlog.truncate()
             try:
                 tools = portal.call(_list_all, session.client, timeout)
-            except STOPS:
-                self._discard(session)
-                raise
-            except (Exception, BaseExceptionGroup) as exc:
-                if (stop := _stop_in(exc)) is not None:
-                    self._discard(session)
-                    raise stop from None
+            except BaseException as exc:
+                _stops_through(exc, then=lambda: self._discard(taken))
                 # Dead process, expired HTTP session: open a fresh one.
                 log.info("a warm MCP session failed its check; reconnecting",
                          extra={"server": server.name})
@@ -359,15 +404,11 @@ class SessionPool:
             closer = portal.wrap_async_context_manager(discovery._client(config, errlog,
                                                                          timeout))
             client = closer.__enter__()
-        except STOPS:
-            _abandon(closer)
-            errlog.close()
-            raise
-        except (Exception, BaseExceptionGroup) as exc:
-            if (stop := _stop_in(exc)) is not None:
+        except BaseException as exc:
+            def abandon() -> None:
                 _abandon(closer)
                 errlog.close()
-                raise stop from None
+            _stops_through(exc, then=abandon)
             errlog.seek(0)
             message = config.redact(discovery._describe(exc, config, errlog.read(), timeout))
             errlog.close()
@@ -375,13 +416,8 @@ class SessionPool:
         session = _Session(key, client, closer, errlog)
         try:
             tools = portal.call(_list_all, client, timeout)
-        except STOPS:
-            self._discard(session)
-            raise
-        except (Exception, BaseExceptionGroup) as exc:
-            if (stop := _stop_in(exc)) is not None:
-                self._discard(session)
-                raise stop from None
+        except BaseException as exc:
+            _stops_through(exc, then=lambda: self._discard(session))
             errlog.seek(0)
             message = config.redact(discovery._describe(exc, config, errlog.read(), timeout))
             session.close()
@@ -399,11 +435,6 @@ class SessionPool:
         try:
             result: mcp_types.CallToolResult = portal.call(_call, session.client, tool,
                                                             arguments, timeout)
-        except STOPS:
-            # The call may still be in flight in the event-loop thread: the session is
-            # dropped (closed when the run ends), never handed on.
-            self._drop(server)
-            raise
         except MCPError as exc:
             if exc.error.code == -32001 or "timed out" in exc.error.message.lower():
                 # Still usable for this run (the SDK's word), but a server that let a call
@@ -422,10 +453,11 @@ class SessionPool:
         except TimeoutError:
             session.reusable = False
             raise ToolCallFailed(f"The tool call timed out after {timeout:g}s.") from None
-        except (Exception, BaseExceptionGroup) as exc:  # malformed output, broken pipes, …
+        except BaseException as exc:  # malformed output, broken pipes, … or a stop
+            # A stop may leave the call in flight in the event-loop thread: the session is
+            # dropped (closed when the run ends), never handed on.
             self._drop(server)
-            if (stop := _stop_in(exc)) is not None:
-                raise stop from None
+            _stops_through(exc)
             first = next(iter(discovery._leaves(exc)), exc)
             raise ToolCallFailed(f"The MCP server's answer could not be used: "
                                  f"{type(first).__name__}: {discovery._plain(first)}") from None

@@ -394,6 +394,13 @@ def _server_row(world: RunWorld) -> McpServer:
             pk=world.servers["shifty"].pk)
 
 
+def _pins(world: RunWorld) -> str:
+    """The tool pins digest a run of `world`'s server uses (as the run loop computes it)."""
+    with world.fx.scope(), transaction.atomic():
+        return mcp_pool.pins_digest({t.name: t.approved_hash for t in Tool.objects.filter(
+            server_id=world.servers["shifty"].pk)})
+
+
 def _slow(seconds: float) -> Callable[..., Any]:
     async def list_tools_slowly(client: Any, timeout: float) -> list[Any]:
         await anyio.sleep(seconds)
@@ -404,12 +411,11 @@ def _slow(seconds: float) -> Callable[..., Any]:
 def test_a_soft_time_limit_during_a_call_propagates_and_the_session_is_discarded(
         org_a: RunWorld) -> None:
     server = _server_row(org_a)
-    with context.org_context(org_a.fx.org):
-        pool = SessionPool(actor=SYSTEM, purpose="test")
+    # Leaving the block closes the pool: what the run loop does on its way out.
+    with context.org_context(org_a.fx.org), SessionPool(actor=SYSTEM, purpose="test") as pool:
         pid = int(pool.call(server, "pid", {}, 5).text)
         with _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded):
             pool.call(server, "nap", {"seconds": 10}, 20)
-        pool.close()  # what the run loop does on its way out
     assert warm.idle_count() == 0 and _gone(pid)  # opted in, yet not handed on
 
 
@@ -419,12 +425,85 @@ def test_a_soft_time_limit_while_a_warm_session_is_checked_propagates(
     assert warm.idle_count() == 1
     monkeypatch.setattr(mcp_pool, "_list_all", _slow(5))
     server = _server_row(org_a)
-    with context.org_context(org_a.fx.org):
-        pool = SessionPool(actor=SYSTEM, purpose="test")
+    with context.org_context(org_a.fx.org), SessionPool(actor=SYSTEM, purpose="test") as pool:
         with _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded):
-            pool.live_hash(server, "pid")
-        pool.close()
+            # The run's own pins: the warm session is taken, and its check interrupted.
+            pool.live_hash(server, "pid", _pins(org_a))
+        assert [s.reusable for s in pool._dropped] == [False]
     assert warm.idle_count() == 0 and _gone(pid)
+
+
+def _open_sessions(world: RunWorld, n: int) -> list[tuple[mcp_pool._Session, int]]:
+    """`n` sessions of the shifty server (each its own process, with its pid), held by no
+    pool."""
+    server = _server_row(world)
+    found = []
+    with context.org_context(world.fx.org):
+        for _ in range(n):
+            pool = SessionPool(actor=SYSTEM, purpose="test")
+            pid = int(pool.call(server, "pid", {}, 5).text)
+            found.append((pool._sessions.pop(server.pk), pid))
+    return found
+
+
+def _stop_arrives_in_first_close(monkeypatch: pytest.MonkeyPatch,
+                                 sample: mcp_pool._Session) -> list[int]:
+    """Make the first session closed wait 2 s inside its portal call (the closing goes on in
+    the background, as it does in the event-loop thread), long enough for a stop to arrive
+    where it would in a worker: while `close` waits for the server to shut down."""
+    closer_type = type(sample.closer)  # anyio's portal-wrapped context manager
+    real_exit = closer_type.__exit__
+    closes: list[int] = []
+
+    def exit_(closer: Any, *exc: Any) -> Any:
+        closes.append(1)
+        if len(closes) > 1:
+            return real_exit(closer, *exc)
+        threading.Thread(target=real_exit, args=(closer, *exc)).start()
+        time.sleep(2)
+        return None
+
+    monkeypatch.setattr(closer_type, "__exit__", exit_)
+    return closes
+
+
+def test_a_soft_time_limit_while_closing_sessions_propagates_and_the_rest_are_closed(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Closing is not a server failing: the stop reaches Celery, and the other sessions being
+    # closed with it are still closed (no stdio process outlives its session).
+    sessions = _open_sessions(org_a, 3)
+    assert len({pid for _, pid in sessions}) == 3
+    closes = _stop_arrives_in_first_close(monkeypatch, sessions[0][0])
+    with _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded):
+        mcp_pool._close_each([session for session, _ in sessions])
+    assert len(closes) == 3
+    assert all(_gone(pid) for _, pid in sessions)
+
+
+def test_a_soft_time_limit_while_a_stale_warm_session_is_closed_propagates(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = _pid(org_a)
+    assert warm.idle_count() == 1
+    _stop_arrives_in_first_close(monkeypatch, warm._idle[0])
+    server = _server_row(org_a)
+    # Other pins than the warm session's: it is stale, and closed as the run takes none.
+    with (context.org_context(org_a.fx.org), SessionPool(actor=SYSTEM, purpose="test") as pool,
+          _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded)):
+        pool.live_hash(server, "pid", "other pins")
+    assert warm.idle_count() == 0 and _gone(pid)
+
+
+def test_the_worker_exits_even_when_a_session_was_never_handed_back(org_a: RunWorld) -> None:
+    # A run interrupted before its pool was closed leaves a session open in the event-loop
+    # thread; stopping the loop at process exit must cancel it, not wait for it forever.
+    with context.org_context(org_a.fx.org):
+        leaked = SessionPool(actor=SYSTEM, purpose="test")
+        pid = int(leaked.call(_server_row(org_a), "pid", {}, 5).text)
+    stopper = threading.Thread(target=warm.close_all, kwargs={"stop_portal": True})
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "stopping the event loop hung on a leaked session"
+    assert _gone(pid)
 
 
 def _server_processes(world: RunWorld) -> list[int]:
@@ -448,12 +527,10 @@ def test_a_soft_time_limit_while_connecting_is_not_a_tool_error_and_leaves_nothi
     # while its tools are listed: either way nothing is left running and nothing kept.
     monkeypatch.setattr(mcp_pool, "_list_all", _slow(5))
     server = _server_row(org_a)
-    with context.org_context(org_a.fx.org):
-        pool = SessionPool(actor=SYSTEM, purpose="test")
+    with context.org_context(org_a.fx.org), SessionPool(actor=SYSTEM, purpose="test") as pool:
         with _soft_time_limit_after(after), pytest.raises(SoftTimeLimitExceeded):
             pool.live_hash(server, "pid")
         assert all(not s.reusable for s in pool._dropped)
-        pool.close()
     assert warm.idle_count() == 0
     deadline = time.monotonic() + 10
     while _server_processes(org_a) and time.monotonic() < deadline:
@@ -470,9 +547,7 @@ def test_a_stop_inside_the_sdks_exception_group_is_raised_as_itself(
 
     monkeypatch.setattr(mcp_pool, "_call", stopped)
     server = _server_row(org_a)
-    with context.org_context(org_a.fx.org):
-        pool = SessionPool(actor=SYSTEM, purpose="test")
-        with pytest.raises(SoftTimeLimitExceeded):
-            pool.call(server, "pid", {}, 5)
-        pool.close()
+    with (context.org_context(org_a.fx.org), SessionPool(actor=SYSTEM, purpose="test") as pool,
+          pytest.raises(SoftTimeLimitExceeded)):
+        pool.call(server, "pid", {}, 5)
     assert warm.idle_count() == 0 and _gone(pid)
