@@ -8,22 +8,30 @@ redirects followed, a timeout and a size cap. `STATION_SSO_ALLOW_PRIVATE_NETWORK
 `STATION_OIDC_ALLOW_PRIVATE_NETWORKS`, still honoured) lifts the scheme and address rules, for
 a test IdP on loopback.
 
-Known gaps: the host is resolved here and again by the HTTP client (a DNS-rebinding window);
-the whole-fetch deadline applies from the first body byte on (the status line and headers are
-bounded only by the per-read timeout).
+The address rule and the resolve-once-then-connect technique are `station.core.egress`'s:
+`session()`'s adapter connects to an address it judged, with the URL's host name kept for the
+Host header, SNI and the certificate check, so a name that resolves to a public address for
+the check and to a private one a moment later (DNS rebinding) cannot slip through. The
+adapter follows requests-hardened's technique; that library is not used because its address
+rule is weaker than ours (it passes IPv4-compatible IPv6 addresses) and it judges only the
+first address.
+
+Known gap: the whole-fetch deadline applies from the first body byte on (the status line and
+headers are bounded only by the per-read timeout).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
+from station.core import egress
 from station.core.errors import InvalidInput
 
 TIMEOUT_SECONDS = 5
@@ -58,42 +66,59 @@ def clean_url(raw: str, field: str) -> str:
     return url
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# The address rule is shared with every tenant-URL client (station.core.egress).
+is_public = egress.is_public
 
 
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64, IPv4-compatible): such an
-    address reaches that IPv4 host, so it is judged by it (`is_global` alone passes some)."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if not address.is_global:
-        return False
-    embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
-    return embedded is None or embedded.is_global
+def _judged_addresses(host: str, port: int | None = None) -> list[str]:
+    """Every address `host` resolves to, each judged public (FetchError otherwise)."""
+    try:
+        return egress.judged_addresses(host, port)
+    except egress.NotPublic as exc:
+        raise FetchError("fetch_refused" if exc.reason == "not_public" else "fetch_failed",
+                         exc.detail) from exc
 
 
 def check_destination(url: str) -> None:
     """Refuse hosts that resolve to loopback, private, link-local or other non-public addresses
-    unless private networks are allowed."""
+    unless private networks are allowed (an early, clear refusal; `session()` judges again
+    the addresses it connects to)."""
     if private_networks_allowed():
         return
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError as exc:
-        raise FetchError("fetch_failed", f"cannot resolve {host!r}") from exc
-    for info in infos:
-        if not is_public(ipaddress.ip_address(str(info[4][0]).split("%")[0])):
-            raise FetchError("fetch_refused", f"{host} resolves to a non-public address")
+    _judged_addresses(urlsplit(url).hostname or "")
+
+
+class _PinnedAddressAdapter(HTTPAdapter):
+    """Connects to an address it judged public: resolves the host itself, judges every
+    address and connects to the first, keeping the host name for the Host header, SNI and
+    certificate verification (so no second lookup can hand the client another address)."""
+
+    def build_connection_pool_key_attributes(
+            self, request: requests.PreparedRequest, verify: bool | str,
+            cert: str | tuple[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert)
+        if private_networks_allowed():
+            return host_params, pool_kwargs
+        host, port = host_params["host"], host_params["port"]
+        address = _judged_addresses(host, port)[0]
+        name = egress.url_host(host)
+        request.headers["Host"] = name if port is None else f"{name}:{port}"
+        if host_params["scheme"] == "https":
+            pool_kwargs["assert_hostname"] = host
+            pool_kwargs["server_hostname"] = host
+        host_params["host"] = egress.url_host(address)
+        return host_params, pool_kwargs
+
+
+def session() -> requests.Session:
+    """A requests session whose every connection goes through the guard's address check,
+    made at connection time (use with `with`)."""
+    guarded = requests.Session()
+    adapter = _PinnedAddressAdapter()
+    guarded.mount("https://", adapter)
+    guarded.mount("http://", adapter)
+    return guarded
 
 
 def read_body(response: requests.Response, what: str, max_bytes: int,
@@ -128,10 +153,11 @@ def get(url: str, what: str, *, accept: str, max_bytes: int) -> bytes:
     clean_url(url, "url")
     check_destination(url)
     deadline = time.monotonic() + TIMEOUT_SECONDS
-    try:
-        response = requests.get(url, timeout=TIMEOUT_SECONDS, allow_redirects=False,
-                                stream=True, headers={"Accept": accept})
-    except requests.RequestException as exc:
-        raise FetchError("fetch_failed", f"{what}: {type(exc).__name__}") from exc
-    with response:
-        return read_body(response, what, max_bytes, deadline)
+    with session() as guarded:
+        try:
+            response = guarded.get(url, timeout=TIMEOUT_SECONDS, allow_redirects=False,
+                                   stream=True, headers={"Accept": accept})
+        except requests.RequestException as exc:
+            raise FetchError("fetch_failed", f"{what}: {type(exc).__name__}") from exc
+        with response:
+            return read_body(response, what, max_bytes, deadline)

@@ -96,16 +96,19 @@ def post_form(url: str, data: dict[str, str], auth: tuple[str, str], what: str) 
     clean_url(url, "url")
     check_destination(url)
     deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
-    try:
-        response = requests.post(url, data=data, auth=auth, timeout=FETCH_TIMEOUT_SECONDS,
-                                 allow_redirects=False, stream=True,
-                                 headers={"Accept": "application/json"})
-    except requests.RequestException as exc:
-        raise OidcError("token_request_failed", f"{what}: {type(exc).__name__}") from exc
-    try:
-        return _read_json(response, what, deadline)
-    except OidcError as exc:
-        raise OidcError("token_request_failed", exc.detail) from exc
+    with fetch.session() as guarded:
+        try:
+            response = guarded.post(url, data=data, auth=auth, timeout=FETCH_TIMEOUT_SECONDS,
+                                    allow_redirects=False, stream=True,
+                                    headers={"Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise OidcError("token_request_failed", f"{what}: {type(exc).__name__}") from exc
+        except fetch.FetchError as exc:  # the address changed since it was checked
+            raise OidcError("token_request_failed", exc.detail) from exc
+        try:
+            return _read_json(response, what, deadline)
+        except OidcError as exc:
+            raise OidcError("token_request_failed", exc.detail) from exc
 
 
 def discover(issuer: str) -> Endpoints:

@@ -8,9 +8,7 @@ created, so every attempt sends the same bytes (re-signed with a fresh timestamp
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from station.core import egress
 from station.runs.models import Run
 from station.triggers import secrets
 from station.triggers.models import DeliveryAttempt, OutboundWebhook, WebhookDelivery
@@ -96,22 +95,32 @@ class DestinationRefused(Exception):
     pass
 
 
-def check_destination(url: str) -> None:
-    """Refuse loopback, private, link-local and other non-public addresses (SSRF: a webhook
-    URL must not reach the cloud metadata service or internal systems) unless
-    STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on."""
+def check_destination(url: str) -> list[str]:
+    """The public addresses the webhook's host resolves to (station.core.egress's rule: a
+    webhook URL must not reach the cloud metadata service or internal systems); an empty
+    list when STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on (nothing judged, the client
+    resolves). DestinationRefused otherwise."""
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
-        return
-    host = urlparse(url).hostname or ""
+        return []
+    parts = urlparse(url)
     try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError as exc:
-        raise DestinationRefused(f"cannot resolve {host!r}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            raise DestinationRefused(
-                f"{host} resolves to a non-public address ({address}); refused")
+        return egress.judged_addresses(parts.hostname or "", parts.port)
+    except egress.NotPublic as exc:
+        raise DestinationRefused(f"{exc.detail}; refused") from exc
+
+
+def _pinned(url: str, addresses: list[str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The request to make so that the connection goes to a judged address: the URL with
+    that address as its host, the Host header, and (https) the name for SNI and the
+    certificate check — no second lookup that could answer differently."""
+    if not addresses:
+        return url, {}, {}
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    netloc = egress.url_host(addresses[0]) + (f":{parts.port}" if parts.port else "")
+    host_header = egress.url_host(host) + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions
 
 
 @dataclass
@@ -128,17 +137,19 @@ class Outcome:
 
 def send(url: str, secret: str, body: bytes, headers: dict[str, str]) -> Outcome:
     try:
-        check_destination(url)
+        addresses = check_destination(url)
     except DestinationRefused as exc:
         return Outcome(error=str(exc), permanent=True)
+    target, host, extensions = _pinned(url, addresses)
     timestamp = int(time.time())
-    signed = {**headers, "Content-Type": "application/json", "User-Agent": USER_AGENT,
+    signed = {**headers, **host, "Content-Type": "application/json", "User-Agent": USER_AGENT,
               "Station-Timestamp": str(timestamp),
               "Station-Signature": "v1=" + secrets.sign(secret, timestamp, body)}
     try:
         with httpx2.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
                            follow_redirects=False) as client:
-            response = client.post(url, content=body, headers=signed)
+            response = client.post(target, content=body, headers=signed,
+                                   extensions=extensions)
     except httpx2.HTTPError as exc:
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:2000])
     return Outcome(code=response.status_code, body=response.text[:EXCERPT],

@@ -1,0 +1,72 @@
+"""Outbound webhooks connect to the address they judged (station/triggers/deliveries.py,
+station.core.egress): a receiver host name rebound to a private address after the check is
+refused — its response would otherwise be stored in the delivery log for the org to read —
+and a pinned delivery still checks the receiver's certificate against its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from station.triggers import deliveries
+from tests.tls_server import NAME, PUBLIC, resolve_in_turn, tls_server, trust_loopback
+
+
+@pytest.fixture(autouse=True)
+def guarded(settings: Any) -> None:
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+
+
+def _send(port: int) -> deliveries.Outcome:
+    return deliveries.send(f"https://{NAME}:{port}/hook", "whsec-test", b'{"event":"x"}',
+                           {"Station-Event": "run.succeeded"})
+
+
+def test_a_receiver_rebound_to_a_private_address_after_the_check_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_up = resolve_in_turn(monkeypatch, [PUBLIC, "127.0.0.1"])
+    targets: list[tuple[str, Any]] = []
+
+    def post(client: Any, url: str, **kwargs: Any) -> Any:
+        targets.append((str(url), kwargs["headers"]["Host"]))
+        raise deliveries.httpx2.ConnectError("not connecting in this test")
+
+    with tls_server(tmp_path, monkeypatch) as served:
+        # The judged address is the public one: the delivery goes there (not reachable from
+        # this sandbox, hence no real connect) and never to the loopback server the name
+        # points at by the time a second lookup would be made.
+        monkeypatch.setattr(deliveries.httpx2.Client, "post", post)
+        outcome = _send(served.port)
+    assert looked_up == [PUBLIC] and served.hosts == []
+    assert targets == [(f"https://{PUBLIC}:{served.port}/hook", f"{NAME}:{served.port}")]
+    assert outcome.code is None and "ConnectError" in outcome.error
+
+
+def test_a_receiver_resolving_to_a_private_address_is_refused_permanently(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_in_turn(monkeypatch, ["169.254.169.254"])
+    outcome = _send(443)
+    assert outcome.permanent and outcome.code is None
+    assert "non-public address (169.254.169.254)" in outcome.error
+
+
+def test_a_pinned_delivery_keeps_the_name_for_tls_and_the_host_header(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trust_loopback(monkeypatch)
+    looked_up = resolve_in_turn(monkeypatch, ["127.0.0.1"])
+    with tls_server(tmp_path, monkeypatch) as served:
+        outcome = _send(served.port)
+    assert outcome.ok, outcome.error
+    assert served.hosts == [f"{NAME}:{served.port}"] and looked_up == ["127.0.0.1"]
+
+
+def test_a_pinned_delivery_refuses_a_certificate_for_another_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trust_loopback(monkeypatch)
+    resolve_in_turn(monkeypatch, ["127.0.0.1"])
+    with tls_server(tmp_path, monkeypatch, "someone-else.test") as served:
+        outcome = _send(served.port)
+    assert outcome.code is None and served.hosts == []
+    assert "certificate" in outcome.error.lower() or "ssl" in outcome.error.lower()
