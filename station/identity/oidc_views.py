@@ -206,7 +206,7 @@ def _verified_claims(request: HttpRequest, connection: OidcConnection, org_slug:
     # The IdP's keys come from the shared cache (refetched once on an unknown kid).
     return jwks.verify_id_token(id_token, issuer=connection.issuer,
                                 client_id=connection.client_id, nonce=state["nonce"],
-                                jwks_uri=connection.jwks_uri)
+                                jwks_uri=connection.jwks_uri, connection=str(connection.pk))
 
 
 def _assertion(claims: dict[str, Any], connection: OidcConnection,

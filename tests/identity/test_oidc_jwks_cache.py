@@ -5,14 +5,14 @@ Station fetch the JWKS more than once per floor window."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from station.identity import jwks
+from station.identity import jwks, oidc
+from station.identity.models import OidcConnection
 from tests.fixtures import OrgFixture
 from tests.identity.oidc_idp import LoopbackIdp, Tamper, new_key
 from tests.identity.test_oidc_login import (  # noqa: F401 (fixtures)
@@ -31,10 +31,11 @@ def fresh_browser() -> Client:
     return Client(HTTP_HOST="station.test")
 
 
-def floor_passes(idp: LoopbackIdp) -> None:
-    """As if JWKS_REFETCH_FLOOR_SECONDS had gone by."""
-    digest = hashlib.sha256(f"{idp.base}/jwks".encode()).hexdigest()
-    cache.delete(f"oidc:jwks-refetched:{digest}")
+def floor_passes(idp: LoopbackIdp, fx: OrgFixture) -> None:
+    """As if JWKS_REFETCH_FLOOR_SECONDS had gone by (for `fx`'s connection)."""
+    with fx.scope():
+        connection = OidcConnection.objects.get()
+    cache.delete(jwks._keys(f"{idp.base}/jwks", str(connection.pk))[1])
 
 
 def test_sign_ins_share_one_fetched_jwks(oidc_org: OrgFixture, idp: LoopbackIdp) -> None:
@@ -83,7 +84,7 @@ def test_made_up_kids_refetch_at_most_once_per_floor(oidc_org: OrgFixture,
         assert oidc_login(fresh_browser()).status_code == 403
     assert failures(oidc_org) == ["unknown_key"] * 5
     assert idp.jwks_requests == 2  # the first sign-in's fetch and one refetch
-    floor_passes(idp)
+    floor_passes(idp, oidc_org)
     idp.tamper = Tamper(key=new_key(), kid="attacker-late")
     assert oidc_login(fresh_browser()).status_code == 403
     assert idp.jwks_requests == 3
@@ -99,3 +100,41 @@ def test_an_unknown_kid_right_after_a_fetch_is_not_fetched_twice(
     assert oidc_login(fresh_browser()).status_code == 403
     assert idp.jwks_requests == 1
     assert failures(oidc_org) == ["unknown_key"]
+
+
+def test_one_connections_made_up_kids_do_not_hold_back_anothers_refetch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two orgs' connections naming one (shared) jwks_uri: org A's token endpoint answering
+    with made-up kids uses up A's refetch, not B's — B still picks up a rotation at once."""
+    uri = "https://shared-idp.example/jwks"
+    rotated = {"keys": [{"kid": "rotated"}]}
+    fetches: list[str] = []
+
+    def fetch(jwks_uri: str) -> Any:
+        fetches.append(jwks_uri)
+        cache.set(jwks._keys(jwks_uri)[0], rotated, timeout=jwks.JWKS_CACHE_SECONDS)
+        return rotated
+
+    def verify(id_token: str, *, jwks: Any, **_: Any) -> dict[str, Any]:
+        if id_token not in {k["kid"] for k in jwks["keys"]}:
+            raise oidc.OidcError("unknown_key", "no key for this kid")
+        return {"sub": "someone"}
+
+    monkeypatch.setattr(jwks, "_fetch", fetch)
+    monkeypatch.setattr(oidc, "verify_id_token", verify)
+    cache.set(jwks._keys(uri)[0], {"keys": [{"kid": "old"}]}, timeout=60)
+    claims = {"issuer": "https://shared-idp.example", "client_id": "c", "nonce": "n",
+              "jwks_uri": uri}
+    try:
+        for _ in range(3):  # org A: one refetch, then the floor
+            with pytest.raises(oidc.OidcError):
+                jwks.verify_id_token("made-up", connection="org-a-connection", **claims)
+        assert fetches == [uri]
+        cache.set(jwks._keys(uri)[0], {"keys": [{"kid": "old"}]}, timeout=60)  # not yet seen
+        # Org B's first token signed with the rotated key: its own refetch, not A's floor.
+        assert jwks.verify_id_token("rotated", connection="org-b-connection",
+                                    **claims) == {"sub": "someone"}
+        assert fetches == [uri, uri]
+    finally:
+        cache.delete_many([jwks._keys(uri)[0], jwks._keys(uri, "org-a-connection")[1],
+                           jwks._keys(uri, "org-b-connection")[1]])
