@@ -102,6 +102,24 @@ def refused_in_environment(
     }, status=403)
 
 
+def refused_in_every_environment(request: OrgRequest, *permissions: str) -> HttpResponse:
+    """The 403 page of a page that works in one environment chosen among those allowing
+    `permissions` (new MCP server, provider, agent, trigger; start a run), when none does.
+    The org role has them (org_view checked), so narrowings are why: the page names each
+    environment and the role it is narrowed to, for the first permission they explain."""
+    environments = list(Environment.objects.order_by("created_at"))
+    for permission in permissions:
+        narrowings = [n for env in environments if (n := narrowing_refusal(
+            request.principal, permission, request.org, env)) is not None]
+        if narrowings:
+            break
+    else:
+        permission, narrowings = permissions[0], []
+    return render(request, "console/403.html", {
+        "permission": permission, "description": PERMISSIONS[permission],
+        "narrowings": narrowings}, status=403)
+
+
 def selected_environment(
     request: OrgRequest, environments: list[Environment]
 ) -> Environment | None:

@@ -16,7 +16,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
+from frontend.access import (
+    OrgRequest,
+    org_view,
+    refused_in_environment,
+    refused_in_every_environment,
+    selected_environment,
+)
 from frontend.forms import add_service_error
 from station.agents import dotprompt, selectors, services
 from station.agents.models import Agent
@@ -26,7 +32,6 @@ from station.providers.models import ModelProvider
 from station.tools.models import Tool
 from tenants.authz import has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 MAX_UPLOAD = dotprompt.MAX_BYTES
 
@@ -174,11 +179,6 @@ def _detail_url(request: OrgRequest, agent: Agent) -> str:
     return reverse("console:agents-detail", args=[request.org.slug, agent.pk])
 
 
-def _refused(request: OrgRequest) -> HttpResponse:
-    return render(request, "console/403.html", {
-        "permission": "agents.write", "description": PERMISSIONS["agents.write"]}, status=403)
-
-
 # --- list, create, edit, delete -------------------------------------------------------------
 
 
@@ -207,7 +207,7 @@ def agent_create(request: OrgRequest) -> HttpResponse:
     environments = [env for env in _environments(request) if _can_write(request, env)]
     env = selected_environment(request, environments)
     if env is None:
-        return _refused(request)
+        return refused_in_every_environment(request, "agents.write")
     form = AgentForm(request.POST or None, environment=env)
     if request.method == "POST" and form.is_valid():
         try:
@@ -332,7 +332,7 @@ def agent_import(request: OrgRequest) -> HttpResponse:
     environments = [env for env in _environments(request) if _can_write(request, env)]
     env = selected_environment(request, environments)
     if env is None:
-        return _refused(request)
+        return refused_in_every_environment(request, "agents.write")
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:

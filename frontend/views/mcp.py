@@ -24,7 +24,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
+from frontend.access import (
+    OrgRequest,
+    org_view,
+    refused_in_environment,
+    refused_in_every_environment,
+    selected_environment,
+)
 from frontend.forms import add_service_error
 from station.core.errors import Conflict, StationError
 from station.tools import services
@@ -32,7 +38,6 @@ from station.tools.models import McpServer, Tool
 from station.vault.models import Secret, Variable
 from tenants.authz import Principal, has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
@@ -244,9 +249,7 @@ def server_create(request: OrgRequest) -> HttpResponse:
     environments = [env for env in _environments(request) if _can_manage(request, env)]
     env = selected_environment(request, environments)
     if env is None:
-        return render(request, "console/403.html", {
-            "permission": "tools.manage", "description": PERMISSIONS["tools.manage"]},
-            status=403)
+        return refused_in_every_environment(request, "tools.manage")
     form = McpServerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

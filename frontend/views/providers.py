@@ -16,7 +16,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
+from frontend.access import (
+    OrgRequest,
+    org_view,
+    refused_in_environment,
+    refused_in_every_environment,
+    selected_environment,
+)
 from frontend.forms import add_service_error
 from station.core.errors import StationError
 from station.providers import services
@@ -24,7 +30,6 @@ from station.providers.models import ModelProvider
 from station.vault.models import Secret, Variable
 from tenants.authz import has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 
 class ProviderForm(forms.Form):
@@ -130,9 +135,7 @@ def provider_create(request: OrgRequest) -> HttpResponse:
     environments = [env for env in _environments(request) if _can_write(request, env)]
     env = selected_environment(request, environments)
     if env is None:
-        return render(request, "console/403.html", {
-            "permission": "agents.write", "description": PERMISSIONS["agents.write"]},
-            status=403)
+        return refused_in_every_environment(request, "agents.write")
     form = ProviderForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -21,7 +21,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
+from frontend.access import (
+    OrgRequest,
+    org_view,
+    refused_in_environment,
+    refused_in_every_environment,
+    selected_environment,
+)
 from frontend.forms import add_service_error
 from station.agents.models import Agent
 from station.core.errors import InvalidInput, StationError
@@ -29,7 +35,6 @@ from station.runs import selectors, services
 from station.runs.models import Run, ToolApproval
 from tenants.authz import has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 PAGE_SIZE = 25
 
@@ -261,8 +266,7 @@ def run_new(request: OrgRequest) -> HttpResponse:
     environments = environments_with(request, "agents.run")
     env = selected_environment(request, environments)
     if env is None:
-        return render(request, "console/403.html", {
-            "permission": "agents.run", "description": PERMISSIONS["agents.run"]}, status=403)
+        return refused_in_every_environment(request, "agents.run")
     agents = list(Agent.objects.filter(environment=env, latest_version__gt=0)
                   .select_related("environment").order_by("name"))
     wanted = request.GET.get("agent")

@@ -27,7 +27,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from frontend.access import OrgRequest, org_view, refused_in_environment, selected_environment
+from frontend.access import (
+    OrgRequest,
+    org_view,
+    refused_in_environment,
+    refused_in_every_environment,
+    selected_environment,
+)
 from frontend.forms import add_service_error
 from frontend.views.agents import JsonField
 from station.agents.models import Agent
@@ -42,7 +48,6 @@ from station.triggers.models import (
 )
 from tenants.authz import has_permission
 from tenants.models import Environment
-from tenants.permissions import PERMISSIONS
 
 # What each kind of change needs in the environment (mirrors station.triggers.services).
 SCHEDULE_PERMS = ("agents.write", "agents.run")
@@ -187,12 +192,6 @@ def _refused(request: OrgRequest, env: Environment,
     return None
 
 
-def _no_environment(request: OrgRequest, permissions: tuple[str, ...]) -> HttpResponse:
-    return render(request, "console/403.html", {
-        "permission": " + ".join(permissions),
-        "description": "; ".join(PERMISSIONS[p] for p in permissions)
-                       + " (in no environment you can see)"}, status=403)
-
 
 def _writable_environment(request: OrgRequest,
                           permissions: tuple[str, ...]) -> Environment | None:
@@ -316,7 +315,7 @@ def _schedule_page(request: OrgRequest, form: ScheduleForm, env: Environment,
 def schedule_create(request: OrgRequest) -> HttpResponse:
     env = _writable_environment(request, SCHEDULE_PERMS)
     if env is None:
-        return _no_environment(request, SCHEDULE_PERMS)
+        return refused_in_every_environment(request, *SCHEDULE_PERMS)
     preselected = _selected_agent(request, env)
     form = ScheduleForm(request.POST or None, environment=env,
                         initial={"agent": str(preselected.pk) if preselected else ""})
@@ -494,7 +493,7 @@ def _delete(request: OrgRequest, hook: Any, what: str) -> HttpResponse:
 def inbound_create(request: OrgRequest) -> HttpResponse:
     env = _writable_environment(request, INBOUND_PERMS)
     if env is None:
-        return _no_environment(request, INBOUND_PERMS)
+        return refused_in_every_environment(request, *INBOUND_PERMS)
     preselected = _selected_agent(request, env)
     form = InboundWebhookForm(request.POST or None, environment=env,
                               initial={"agent": str(preselected.pk) if preselected else ""})
@@ -567,7 +566,7 @@ def _outbound_page(request: OrgRequest, form: OutboundWebhookForm, env: Environm
 def outbound_create(request: OrgRequest) -> HttpResponse:
     env = _writable_environment(request, OUTBOUND_PERMS)
     if env is None:
-        return _no_environment(request, OUTBOUND_PERMS)
+        return refused_in_every_environment(request, *OUTBOUND_PERMS)
     preselected = _selected_agent(request, env)
     form = OutboundWebhookForm(request.POST or None, environment=env,
                                initial={"agent": str(preselected.pk) if preselected else ""})

@@ -282,3 +282,33 @@ def test_narrowing_refusal_explains_only_the_principals_own_narrowing(org_a, mem
         # Another member's view of the same environment says nothing about dev's narrowing.
         assert narrowing_refusal(Principal.for_user(org_a.owner), "variables.write",
                                  org_a.org, prod) is None
+
+
+# --- pages that choose among environments -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("page", "permission"), [
+    ("mcp-new", "tools.manage"), ("providers-new", "agents.write"),
+    ("agents-new", "agents.write"), ("agents-import", "agents.write"),
+    ("runs-new", "agents.run"), ("triggers-schedules-new", "agents.write"),
+    ("triggers-inbound-new", "agents.write"), ("triggers-outbound-new", "agents.write"),
+])
+def test_a_page_choosing_an_environment_names_every_narrowing_when_none_is_left(
+        login, org_a, member, page: str, permission: str) -> None:
+    admin = member("ops@acme.example", "admin")
+    with org_a.scope():
+        slugs = list(Environment.objects.order_by("created_at").values_list("slug", flat=True))
+    for slug in slugs:
+        _narrow(org_a, admin, slug, "viewer")
+    client = login(admin)
+    response = client.get(url(page, org_a))
+    body = text(response)
+    assert response.status_code == 403
+    assert f"<code>{permission}</code>" in body
+    assert "Your role <strong>admin</strong> includes it, but it is narrowed in every " \
+           "environment" in body
+    for slug in slugs:
+        assert f"(<code>{slug}</code>): narrowed to <strong>viewer</strong>" in body
+    # Lifting one narrowing opens the page, in that environment.
+    _narrow(org_a, admin, slugs[-1], None)
+    assert client.get(url(page, org_a)).status_code == 200
