@@ -65,8 +65,8 @@ def _refuse(request: HttpRequest, message: str, status: int = 403) -> HttpRespon
     return render(request, "identity/sso_error.html", {"message": message}, status=status)
 
 
-def _provider(org_slug: str, request: HttpRequest) -> Any:
-    app = saml_app_for_org(org_slug)
+def _provider(org_slug: str, request: HttpRequest, *, include_disabled: bool = False) -> Any:
+    app = saml_app_for_org(org_slug, include_disabled=include_disabled)
     if app is None:
         raise Http404("No single sign-on for this organization.")
     return app.get_provider(request)
@@ -88,14 +88,15 @@ def start_saml_test(request: HttpRequest, *, actor: Principal, org: Any) -> Http
     """The console's "test connection": an AuthnRequest like `saml_login`'s, whose session
     state carries the test marker (org.manage required). Its answer signs nobody in."""
     test = sso_test.new_marker(actor=actor, org=org)
-    if saml_app_for_org(org.slug) is None:
-        raise NotFound("This organization has no enabled SAML identity provider to test.")
+    # A connection is tested before it is turned on (that is the point of a test).
+    if saml_app_for_org(org.slug, include_disabled=True) is None:
+        raise NotFound("This organization has no SAML identity provider to test.")
     return _send_authn_request(request, org, org.slug, {"next": None, "test": test})
 
 
 def _send_authn_request(request: HttpRequest, org: Any, organization_slug: str,
                         state: dict[str, Any]) -> HttpResponse:
-    provider = _provider(organization_slug, request)
+    provider = _provider(organization_slug, request, include_disabled="test" in state)
     auth = build_auth(request, provider)
     redirect_url = auth.login(return_to="")
     request_id = auth.get_last_request_id()
@@ -121,10 +122,11 @@ def saml_finish(request: HttpRequest, organization_slug: str) -> HttpResponse:
         return _refuse(request, "The sign-in response was not found; start again.", 400)
     acs_request = httpkit.deserialize_request(data, HttpRequest())
     with org_scope(org.id):
-        connection = SamlConnection.objects.filter(enabled=True).first()
+        # Disabled too: it may answer a connection test (`_finish` refuses it any sign-in).
+        connection = SamlConnection.objects.first()
         if connection is None:
             raise Http404("No single sign-on for this organization.")
-        provider = _provider(organization_slug, request)
+        provider = _provider(organization_slug, request, include_disabled=True)
         outcome = _finish(request, acs_request, connection, provider, organization_slug)
         if isinstance(outcome, HttpResponse):
             return outcome
@@ -163,6 +165,10 @@ def _finish(request: HttpRequest, acs_request: HttpRequest, connection: SamlConn
         # goes through every check below and never on to a sign-in.
         return _finish_test(request, acs_request, connection, provider, org_slug, pending,
                             expected, test)
+    if not connection.enabled:  # only a test may go through a connection that is off
+        return _fail(request, connection, "connection_disabled",
+                     "single sign-on is turned off for this organization",
+                     "Single sign-on is turned off for this organization.")
     outcome = _validate(request, acs_request, connection, provider, org_slug, pending,
                         expected, test=False)
     if isinstance(outcome, _Refusal):

@@ -20,14 +20,18 @@ from tenants import platform
 from tenants.context import org_scope
 
 
-def saml_app_for_org(org_slug: str) -> SocialApp | None:
+def saml_app_for_org(org_slug: str, *, include_disabled: bool = False) -> SocialApp | None:
+    """The org's SAML IdP as an unsaved allauth app; a disabled connection only with
+    `include_disabled` (its SP metadata, a connection test — never a sign-in)."""
     from station.identity.models import SamlConnection
 
     org = platform.org_by_slug(org_slug)
     if org is None:
         return None
     with org_scope(org.id):
-        connection = SamlConnection.objects.filter(enabled=True).first()
+        rows = SamlConnection.objects.all() if include_disabled else \
+            SamlConnection.objects.filter(enabled=True)
+        connection = rows.first()
     if connection is None:
         return None
     idp = saml.IdpConfig(connection.idp_entity_id, connection.idp_sso_url,
@@ -39,17 +43,21 @@ def saml_app_for_org(org_slug: str) -> SocialApp | None:
 OIDC_PREFIX = "oidc-"
 
 
-def oidc_app_for_org(org_slug: str) -> tuple[SocialApp, Any] | None:
+def oidc_app_for_org(org_slug: str, *,
+                     include_disabled: bool = False) -> tuple[SocialApp, Any] | None:
     """The org's OIDC provider as an unsaved allauth `openid_connect` app, with the connection
     it came from (read in the org's scope). Endpoints are stored, so allauth's discovery fetch
-    is never needed; the client secret stays sealed in the connection."""
+    is never needed; the client secret stays sealed in the connection. A disabled connection
+    only with `include_disabled` (a connection test — never a sign-in)."""
     from station.identity.models import OidcConnection
 
     org = platform.org_by_slug(org_slug)
     if org is None:
         return None
     with org_scope(org.id):
-        connection = OidcConnection.objects.filter(enabled=True).first()
+        rows = OidcConnection.objects.all() if include_disabled else \
+            OidcConnection.objects.filter(enabled=True)
+        connection = rows.first()
     if connection is None:
         return None
     app = SocialApp(
@@ -74,7 +82,12 @@ class StationSocialAccountAdapter(DefaultSocialAccountAdapter):
             return [found[0]] if found is not None else []
         if provider not in (None, "saml") or not client_id:
             return []
-        app = saml_app_for_org(str(client_id))
+        # The SP metadata is served before SSO is turned on: the IdP is set up from it first.
+        # (allauth's SAML views routed here are metadata, ACS — which only stores the POST for
+        # Station's finish view — and single logout; sign-ins go through Station's views.)
+        match = getattr(request, "resolver_match", None)
+        app = saml_app_for_org(str(client_id), include_disabled=bool(
+            match is not None and match.url_name == "saml_metadata"))
         return [app] if app is not None else []
 
     def is_open_for_signup(self, request: HttpRequest, sociallogin: Any) -> bool:

@@ -45,9 +45,11 @@ def redirect_uri(org_slug: str) -> str:
     return f"{settings.PUBLIC_URL.rstrip('/')}{path}"
 
 
-def _connection(org_slug: str, request: HttpRequest) -> tuple[Any, OidcConnection, Any]:
+def _connection(org_slug: str, request: HttpRequest, *,
+                include_disabled: bool = False) -> tuple[Any, OidcConnection, Any]:
     org = platform.org_by_slug(org_slug)
-    found = oidc_app_for_org(org_slug) if org is not None else None
+    found = (oidc_app_for_org(org_slug, include_disabled=include_disabled)
+             if org is not None else None)
     if org is None or found is None:
         raise Http404("No single sign-on for this organization.")
     app, connection = found
@@ -66,9 +68,10 @@ def start_oidc_test(request: HttpRequest, *, actor: Principal, org: Any) -> Http
     """The console's "test connection": the same authorization request as `oidc_login`, whose
     session state carries the test marker (org.manage required). Its answer signs nobody in."""
     test = sso_test.new_marker(actor=actor, org=org)
-    found = oidc_app_for_org(org.slug)
+    # A connection is tested before it is turned on (that is the point of a test).
+    found = oidc_app_for_org(org.slug, include_disabled=True)
     if found is None:
-        raise NotFound("This organization has no enabled OpenID Connect provider to test.")
+        raise NotFound("This organization has no OpenID Connect provider to test.")
     app, connection = found
     return _redirect_to_idp(request, org.slug, connection, app.get_provider(request),
                             {"next": None, "test": test})
@@ -108,9 +111,10 @@ def _fail(request: HttpRequest, connection: OidcConnection, reason: str, detail:
 @never_cache
 @require_GET
 def oidc_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
-    org, _connection_row, provider = _connection(provider_id, request)
+    org, _connection_row, provider = _connection(provider_id, request, include_disabled=True)
     with org_scope(org.id):
-        connection = OidcConnection.objects.filter(enabled=True).first()
+        # Disabled too: it may answer a connection test (`_finish` refuses it any sign-in).
+        connection = OidcConnection.objects.first()
         if connection is None:
             raise Http404("No single sign-on for this organization.")
         outcome = _finish(request, connection, provider, provider_id)
@@ -141,6 +145,10 @@ def _finish(request: HttpRequest, connection: OidcConnection, provider: Any,
     test = sso_test.marker(state)
     if test is not None:
         return _finish_test(request, connection, provider, org_slug, state, test)
+    if not connection.enabled:  # only a test may go through a connection that is off
+        return _fail(request, connection, "connection_disabled",
+                     "single sign-on is turned off for this organization",
+                     "Single sign-on is turned off for this organization.")
     try:
         claims = _verified_claims(request, connection, org_slug, state)
     except oidc.OidcError as exc:

@@ -86,7 +86,8 @@ def test_setup_pages_offer_test_connection_only_for_an_enabled_idp(
     with org_a.scope():
         services.configure_saml(actor=SYSTEM, org=org_a.org, enabled=False)
     page = client.get("/o/acme/sso/").content.decode()
-    assert 'id="sso-test-form"' not in page and "Enable the connection to test it" in page
+    # Tested before it is turned on: the button stays, saying so.
+    assert 'id="sso-test-form"' in page and "test it before turning it on" in page
     with org_a.scope():
         services.configure_oidc(
             actor=SYSTEM, org=org_a.org, issuer="https://idp.acme.example",

@@ -283,14 +283,44 @@ def test_only_org_admins_start_tests_and_see_results(
     assert outsider.get(url.replace("/o/acme/", "/o/globex/")).status_code == 404
 
 
-def test_a_disabled_connection_cannot_be_tested(saml_setup: SamlSetup,
-                                                org_a: OrgFixture) -> None:
+def test_a_connection_that_is_off_can_be_tested_and_still_signs_nobody_in(
+        saml_setup: SamlSetup, org_a: OrgFixture) -> None:
+    # The point of a test: try the IdP before turning sign-in on.
+    with org_a.scope():
+        services.configure_saml(actor=SYSTEM, org=org_a.org, enabled=False,
+                                allow_idp_initiated=True)
+    admin = signed_in_client(org_a.owner)
+    xml = saml_setup.signed_response(saml_setup.assertion(start_saml_test(admin)))
+    body = result_page(admin, saml_setup.post(admin, xml)).content.decode()
+    assert 'data-ok="true"' in body and "00u-alice" in body
+    assert session_user(admin) == org_a.owner.email
+    assert_nothing_provisioned(org_a)
+    assert len(events(org_a, "identity.sso_test_succeeded")) == 1
+    # Its SP metadata is served, so the IdP can be set up from it before SSO is on.
+    assert Client(HTTP_HOST=HOST).get("/accounts/saml/acme/metadata/").status_code == 200
+    # Yet nothing signs in through it: no sign-in starts, and a valid, signed response that
+    # is not a test's answer (IdP-initiated, allowed by the org) is refused as such.
+    browser = Client(HTTP_HOST=HOST)
+    assert browser.get("/accounts/saml/acme/login/").status_code == 404
+    unsolicited = saml_setup.signed_response(saml_setup.assertion(None))
+    assert saml_setup.post(browser, unsolicited).status_code == 403
+    assert session_user(browser) is None
+    with org_a.scope():
+        [refused] = AuditEvent.objects.filter(action="identity.sso_login_failed")
+    assert refused.changes["reason"] == "connection_disabled"
+    assert not User.objects.filter(email="alice@acme.example").exists()
+
+
+def test_a_sign_in_answered_after_the_connection_was_turned_off_is_refused(
+        saml_setup: SamlSetup, org_a: OrgFixture) -> None:
+    browser = Client(HTTP_HOST=HOST)
+    request_id = saml_setup.start(browser)  # started while SSO was on
     with org_a.scope():
         services.configure_saml(actor=SYSTEM, org=org_a.org, enabled=False)
-    admin = signed_in_client(org_a.owner)
-    response = admin.post("/o/acme/sso/test/", follow=True)
-    assert b"no enabled SAML identity provider" in response.content
-    assert SESSION_KEY not in admin.session
+    xml = saml_setup.signed_response(saml_setup.assertion(request_id))
+    assert saml_setup.post(browser, xml).status_code == 403
+    assert session_user(browser) is None
+    assert not User.objects.filter(email="alice@acme.example").exists()
 
 
 # --- OIDC -----------------------------------------------------------------------------------
@@ -398,3 +428,24 @@ def test_dry_run_predicts_what_sso_login_does(
     with org_a.scope():
         again = sso_test.dry_run(connection=connection, assertion=assertion)
     assert (again["account"], again["membership"]) == ("existing", "keep")
+
+
+def test_an_oidc_connection_that_is_off_can_be_tested_but_not_signed_in_through(
+    oidc_org: OrgFixture, idp: LoopbackIdp  # noqa: F811
+) -> None:
+    browser = Client(HTTP_HOST=HOST)
+    started = browser.get("/accounts/oidc/acme/login/")  # started while SSO was on
+    assert started.status_code == 302
+    with oidc_org.scope():
+        services.configure_oidc(actor=SYSTEM, org=oidc_org.org, enabled=False)
+    admin = signed_in_client(oidc_org.owner)
+    body = result_page(admin, oidc_test(admin)).content.decode()
+    assert 'data-ok="true"' in body and "00u-alice" in body
+    assert_nothing_provisioned(oidc_org)
+    # The sign-in started before SSO was turned off is refused when the IdP answers it.
+    assert browser.get(through_idp(started["Location"])).status_code == 403
+    assert session_user(browser) is None
+    with oidc_org.scope():
+        [refused] = AuditEvent.objects.filter(action="identity.sso_login_failed")
+    assert refused.changes["reason"] == "connection_disabled"
+    assert Client(HTTP_HOST=HOST).get("/accounts/oidc/acme/login/").status_code == 404
