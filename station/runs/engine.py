@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -116,6 +117,12 @@ def execute(run_id: uuid.UUID) -> str:
     try:
         outcome = loop.run()
         crashed = False
+    except SoftTimeLimitExceeded:
+        # Celery's backstop (the run task's soft time limit, above any agent's max_seconds):
+        # the run is over, and says why rather than "internal error".
+        log.error("run task reached its soft time limit", extra={"run_id": str(run_id)})
+        outcome = Outcome(Run.FAILED, error="The run was stopped: its worker task reached "
+                                            "the time limit for a run task.")
     except Exception as exc:  # a bug must end the run visibly, never leave it running
         log.exception("run loop crashed", extra={"run_id": str(run_id)})
         outcome = Outcome(Run.FAILED, error=loop.redact(

@@ -13,11 +13,19 @@ from typing import Any
 
 from celery.signals import worker_process_shutdown, worker_shutdown
 
+from station.agents.validation import LIMITS
 from station.celery import app
 from station.tasks import OrgTask
 
+# The run loop enforces each agent's own max_seconds; Celery's limits for this task are only
+# a backstop above the longest an agent may ask for (the global task limits, ~15 min, would
+# cut longer runs short).
+RUN_TASK_SOFT_TIME_LIMIT = LIMITS["max_seconds"][1] + 120
+RUN_TASK_TIME_LIMIT = RUN_TASK_SOFT_TIME_LIMIT + 60
 
-@app.task(bind=True, base=OrgTask, name="station.runs.execute")
+
+@app.task(bind=True, base=OrgTask, name="station.runs.execute",
+          soft_time_limit=RUN_TASK_SOFT_TIME_LIMIT, time_limit=RUN_TASK_TIME_LIMIT)
 def execute_run(self: OrgTask, *, org_id: str, run_id: str) -> str:
     from station.runs import engine
 

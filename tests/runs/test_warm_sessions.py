@@ -551,3 +551,24 @@ def test_a_stop_inside_the_sdks_exception_group_is_raised_as_itself(
           pytest.raises(SoftTimeLimitExceeded)):
         pool.call(server, "pid", {}, 5)
     assert warm.idle_count() == 0 and _gone(pid)
+
+
+def test_a_run_stopped_by_its_tasks_soft_time_limit_fails_saying_so(org_a: RunWorld) -> None:
+    # Celery's backstop for a run task: the run ends failed with the reason, not as an
+    # "internal error", and the interrupted session is not kept for the next run.
+    first = _pid(org_a)
+    with _soft_time_limit_after(0.5):
+        run, _ = _call(org_a, "nap", seconds=10)
+    assert run.status == Run.FAILED
+    assert run.error == ("The run was stopped: its worker task reached the time limit for a "
+                         "run task.")
+    assert warm.idle_count() == 0 and _gone(first)
+
+
+def test_the_run_tasks_time_limits_sit_above_the_longest_run_an_agent_may_ask_for() -> None:
+    from station.agents.validation import LIMITS
+    from station.runs.tasks import execute_run
+
+    longest = LIMITS["max_seconds"][1]
+    assert execute_run.soft_time_limit > longest
+    assert execute_run.time_limit > execute_run.soft_time_limit
