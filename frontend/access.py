@@ -20,7 +20,7 @@ from django_htmx.middleware import HtmxDetails
 from frontend.nav import NavLink, nav_for
 from station.accounts import policy as mfa_policy
 from tenants import context, platform
-from tenants.authz import Principal, has_permission, narrowing_refusal
+from tenants.authz import Narrowing, Principal, has_permission, narrowing_refusal
 from tenants.models import Environment, Organization, User
 from tenants.permissions import PERMISSIONS, check_permission_name
 
@@ -103,21 +103,25 @@ def refused_in_environment(
 
 
 def refused_in_every_environment(request: OrgRequest, *permissions: str) -> HttpResponse:
-    """The 403 page of a page that works in one environment chosen among those allowing
-    `permissions` (new MCP server, provider, agent, trigger; start a run), when none does.
-    The org role has them (org_view checked), so narrowings are why: the page names each
-    environment and the role it is narrowed to, for the first permission they explain."""
-    environments = list(Environment.objects.order_by("created_at"))
-    for permission in permissions:
-        narrowings = [n for env in environments if (n := narrowing_refusal(
-            request.principal, permission, request.org, env)) is not None]
-        if narrowings:
-            break
-    else:
-        permission, narrowings = permissions[0], []
+    """The 403 page of a page that works in one environment chosen among those allowing all
+    of `permissions` (new MCP server, provider, agent, trigger; start a run), when none does.
+    A permission the org role lacks is named as the reason; otherwise narrowings are why,
+    and the page lists each environment with its narrowed role and what that role lacks."""
+    missing = next((p for p in permissions
+                    if not has_permission(request.principal, p, request.org)), None)
+    rows: list[tuple[Narrowing, str]] = []
+    if missing is None:
+        for env in Environment.objects.order_by("created_at"):
+            for permission in permissions:
+                if (found := narrowing_refusal(request.principal, permission, request.org,
+                                               env)) is not None:
+                    rows.append((found, permission))
+                    break
+    permission = missing or " + ".join(permissions)
     return render(request, "console/403.html", {
-        "permission": permission, "description": PERMISSIONS[permission],
-        "narrowings": narrowings}, status=403)
+        "permission": permission,
+        "description": "; ".join(PERMISSIONS[p] for p in ([missing] if missing else permissions)),
+        "narrowings": rows}, status=403)
 
 
 def selected_environment(

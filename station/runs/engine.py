@@ -129,8 +129,14 @@ def execute(run_id: uuid.UUID) -> str:
             f"Internal error in the run loop: {type(exc).__name__}: {exc}"))
     finally:
         beat.stop()
-        # Sessions of a run that crashed are closed, not handed to the next run.
-        loop.pool.close(reuse=not crashed)
+        # Sessions of a run that crashed are closed, not handed to the next run. A soft
+        # time limit arriving meanwhile (a server hanging on shutdown) must not keep the
+        # outcome from being recorded: the reaper would run a finished run again.
+        try:
+            loop.pool.close(reuse=not crashed)
+        except SoftTimeLimitExceeded:
+            log.error("soft time limit while closing a run's MCP sessions",
+                      extra={"run_id": str(run_id)})
     if outcome.status in Run.FINAL and not outcome.recorded:
         lifecycle.complete(run, worker, outcome.status, output=loop.redact(outcome.output),
                            error=loop.redact(outcome.error))

@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -93,17 +94,22 @@ def _stops_through(exc: BaseException, then: Callable[[], object] = lambda: None
         raise exc
 
 
-def _close_each(sessions: Iterable[_Session]) -> None:
-    """Close every session even when a stop arrives while closing one; the first stop is
-    raised once all are closed (a stdio server's process must not outlive its session)."""
+def _every(actions: Iterable[Callable[[], object]]) -> None:
+    """Carry out every action (closing or handing back a session) even when a stop arrives
+    during one; the first stop is raised once all are done (a stdio server's process must
+    not outlive its session)."""
     stop: BaseException | None = None
-    for session in sessions:
+    for action in actions:
         try:
-            session.close()
-        except BaseException as exc:  # only stops leave `close`
+            action()
+        except BaseException as exc:  # only stops leave `close` and `give_back`
             stop = stop or exc
     if stop is not None:
         raise stop
+
+
+def _close_each(sessions: Iterable[_Session]) -> None:
+    _every(session.close for session in sessions)
 
 
 @dataclass
@@ -244,7 +250,13 @@ class WarmSessions:
                     found = keep.pop(i)
                     break
             self._idle = keep
-        _close_each(stale)
+        try:
+            _close_each(stale)
+        except BaseException:
+            if found is not None:  # healthy and not handed out: back where it was
+                with self._lock:
+                    self._idle.append(found)
+            raise
         return found
 
     def give_back(self, session: _Session) -> None:
@@ -282,20 +294,22 @@ class WarmSessions:
             portal = self._portal
             if stop_portal:
                 self._stack, self._portal = None, None
-        try:
+        if stack is None:
             _close_each(idle)
-        finally:
-            if stack is not None:
-                _stop_event_loop(portal, stack)
+        else:  # at process exit: the closes too are bounded by the stop's wait
+            _stop_event_loop(portal, stack, idle)
 
 
 def _stop_event_loop(portal: BlockingPortal | None, stack: ExitStack,
-                     wait: float = 15.0) -> None:
-    """Stop the event-loop thread at process exit, cancelling what still runs in it (a
-    session some run never handed back: left alone it would keep the loop, and the process,
-    alive forever), and wait a bounded time for the clean-up (stdio servers terminated)."""
+                     idle: list[_Session], wait: float = 15.0) -> None:
+    """Close the idle sessions and stop the event-loop thread at process exit, cancelling
+    what still runs in it (a session some run never handed back: left alone it would keep
+    the loop, and the process, alive forever); all within a bounded wait (a server that
+    hangs on shutdown must not hold the worker's exit)."""
     def stop() -> None:
         try:
+            with suppress(BaseException):
+                _close_each(idle)
             if portal is not None:
                 with suppress(RuntimeError):  # already stopped
                     portal.call(portal.stop, True)
@@ -336,12 +350,9 @@ class SessionPool:
         pool keeps only those of servers that opt in), the others are closed."""
         sessions, self._sessions = list(self._sessions.values()), {}
         dropped, self._dropped = self._dropped, []
-        if reuse:
-            _close_each(dropped)
-            for session in sessions:
-                warm.give_back(session)
-        else:
-            _close_each(dropped + sessions)
+        done: list[Callable[[], object]] = [s.close for s in dropped]
+        done += [partial(warm.give_back, s) if reuse else s.close for s in sessions]
+        _every(done)
 
     def _drop(self, server: McpServer) -> _Session | None:
         """Forget a broken session (closed when the run ends: not from inside its own

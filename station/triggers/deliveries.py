@@ -9,13 +9,13 @@ created, so every attempt sends the same bytes (re-signed with a fresh timestamp
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx2
 from django.conf import settings
@@ -28,6 +28,8 @@ from station.runs.models import Run
 from station.triggers import secrets
 from station.triggers.models import DeliveryAttempt, OutboundWebhook, WebhookDelivery
 from tenants.context import org_scope
+
+log = logging.getLogger(__name__)
 
 EXCERPT = 1024
 USER_AGENT = "Station-Webhooks/1"
@@ -95,32 +97,45 @@ class DestinationRefused(Exception):
     pass
 
 
+def _parsed(url: str) -> httpx2.URL:
+    """`url` as httpx reads it (its host in ASCII/IDNA form as `raw_host`), or
+    DestinationRefused for a URL no request can be made to."""
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, ValueError) as exc:
+        raise DestinationRefused(f"invalid URL: {exc}") from exc
+    if not parsed.raw_host or (parsed.port is not None and not 0 < parsed.port < 65536):
+        raise DestinationRefused("invalid URL: no host, or a port outside 1-65535")
+    return parsed
+
+
 def check_destination(url: str) -> list[str]:
     """The public addresses the webhook's host resolves to (station.core.egress's rule: a
     webhook URL must not reach the cloud metadata service or internal systems); an empty
     list when STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on (nothing judged, the client
     resolves). DestinationRefused otherwise."""
+    parsed = _parsed(url)
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
         return []
-    parts = urlparse(url)
     try:
-        return egress.judged_addresses(parts.hostname or "", parts.port)
+        return egress.judged_addresses(parsed.raw_host.decode("ascii"), parsed.port)
     except egress.NotPublic as exc:
         raise DestinationRefused(f"{exc.detail}; refused") from exc
 
 
-def _pinned(url: str, addresses: list[str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+def _pinned(url: str, addresses: list[str]) -> tuple[httpx2.URL, dict[str, str],
+                                                     dict[str, Any]]:
     """The request to make so that the connection goes to a judged address: the URL with
     that address as its host, the Host header, and (https) the name for SNI and the
-    certificate check — no second lookup that could answer differently."""
+    certificate check (ASCII, as sent on the wire) — no second lookup that could answer
+    differently."""
+    parsed = _parsed(url)
     if not addresses:
-        return url, {}, {}
-    parts = urlparse(url)
-    host = parts.hostname or ""
-    netloc = egress.url_host(addresses[0]) + (f":{parts.port}" if parts.port else "")
-    host_header = egress.url_host(host) + (f":{parts.port}" if parts.port else "")
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions
+        return parsed, {}, {}
+    host = parsed.raw_host.decode("ascii")
+    host_header = egress.url_host(host) + (f":{parsed.port}" if parsed.port else "")
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+    return parsed.copy_with(host=addresses[0]), {"Host": host_header}, extensions
 
 
 @dataclass
@@ -150,7 +165,9 @@ def send(url: str, secret: str, body: bytes, headers: dict[str, str]) -> Outcome
                            follow_redirects=False) as client:
             response = client.post(target, content=body, headers=signed,
                                    extensions=extensions)
-    except httpx2.HTTPError as exc:
+    except Exception as exc:  # an attempt always ends recorded (a retry), never stuck pending
+        if not isinstance(exc, httpx2.HTTPError):
+            log.warning("webhook delivery failed unexpectedly", exc_info=True)
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:2000])
     return Outcome(code=response.status_code, body=response.text[:EXCERPT],
                    error="" if 200 <= response.status_code < 300

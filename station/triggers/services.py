@@ -201,6 +201,12 @@ def _check_url(url: Any) -> str:
                                         "instead.")
     if len(str(url)) > 2000:
         raise InvalidInput.field("url", "At most 2000 characters.")
+    try:
+        port = parsed.port  # ValueError for a port that is not a number or out of range
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise InvalidInput.field("url", "The port must be a number from 1 to 65535.")
     return str(url)
 
 

@@ -312,3 +312,18 @@ def test_a_page_choosing_an_environment_names_every_narrowing_when_none_is_left(
     # Lifting one narrowing opens the page, in that environment.
     _narrow(org_a, admin, slugs[-1], None)
     assert client.get(url(page, org_a)).status_code == 200
+
+
+def test_a_page_needing_two_permissions_names_the_one_the_org_role_lacks(
+        login, org_a, member) -> None:
+    # A custom role with agents.write (what the page's gate checks) but not agents.run.
+    with org_a.scope():
+        services.create_custom_role(actor=SYSTEM, org=org_a.org, name="author",
+                                    permissions=["agents.read", "agents.write"])
+    author = member("author@acme.example", "author")
+    response = login(author).get(url("triggers-schedules-new", org_a))
+    body = text(response)
+    assert response.status_code == 403
+    assert "It needs the <code>agents.run</code> permission" in body
+    assert "which your role <strong>author</strong> does not include" in body
+    assert "narrowed" not in body

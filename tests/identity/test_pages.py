@@ -68,7 +68,7 @@ def test_admin_sees_the_nav_entry_developer_does_not(login: Any, org_a: OrgFixtu
     assert dev.get("/o/acme/sso/").status_code == 403
 
 
-def test_setup_pages_offer_test_connection_only_for_an_enabled_idp(
+def test_setup_pages_offer_test_connection_once_an_idp_is_configured_on_or_off(
     login: Any, org_a: OrgFixture, idp_keys: Any
 ) -> None:
     from station.identity import services

@@ -495,14 +495,18 @@ def test_a_soft_time_limit_while_a_stale_warm_session_is_closed_propagates(
 
 def test_the_worker_exits_even_when_a_session_was_never_handed_back(org_a: RunWorld) -> None:
     # A run interrupted before its pool was closed leaves a session open in the event-loop
-    # thread; stopping the loop at process exit must cancel it, not wait for it forever.
+    # thread; stopping the loop at process exit must cancel it, not wait for it forever
+    # (nor merely give up waiting: the loop thread itself must end).
     with context.org_context(org_a.fx.org):
         leaked = SessionPool(actor=SYSTEM, purpose="test")
         pid = int(leaked.call(_server_row(org_a), "pid", {}, 5).text)
+    [loop_thread] = [t for t in threading.enumerate() if "-portal-" in t.name]
     stopper = threading.Thread(target=warm.close_all, kwargs={"stop_portal": True})
     stopper.start()
     stopper.join(30)
     assert not stopper.is_alive(), "stopping the event loop hung on a leaked session"
+    loop_thread.join(5)
+    assert not loop_thread.is_alive(), "the event-loop thread is still running"
     assert _gone(pid)
 
 
@@ -570,5 +574,35 @@ def test_the_run_tasks_time_limits_sit_above_the_longest_run_an_agent_may_ask_fo
     from station.runs.tasks import execute_run
 
     longest = LIMITS["max_seconds"][1]
-    assert execute_run.soft_time_limit > longest
-    assert execute_run.time_limit > execute_run.soft_time_limit
+    soft, hard = execute_run.soft_time_limit, execute_run.time_limit
+    assert soft is not None and hard is not None
+    assert longest < soft < hard
+
+
+def test_a_stop_while_the_run_closes_its_sessions_still_records_the_outcome(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server hanging on shutdown, then the soft time limit: the run had finished, and is
+    # recorded so (left running, the reaper would run it again).
+    real_close = SessionPool.close
+
+    def close_then_stop(pool: SessionPool, **kwargs: Any) -> None:
+        real_close(pool, **kwargs)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(SessionPool, "close", close_then_stop)
+    run, _ = _call(org_a, "pid")
+    assert run.status == Run.SUCCEEDED and run.output.isdigit()
+
+
+def test_a_stop_while_stale_sessions_close_keeps_the_session_that_was_found(
+        org_a: RunWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    (stale, stale_pid), (fresh, fresh_pid) = _open_sessions(org_a, 2)
+    stale.key = dataclasses.replace(stale.key, pins="pins before an approval")
+    warm.give_back(stale)
+    warm.give_back(fresh)
+    assert warm.idle_count() == 2
+    _stop_arrives_in_first_close(monkeypatch, stale)
+    with _soft_time_limit_after(0.3), pytest.raises(SoftTimeLimitExceeded):
+        warm.take(fresh.key)
+    # The stale one is closed; the healthy one is idle again, not lost with its process.
+    assert warm._idle == [fresh] and _gone(stale_pid) and _alive(fresh_pid)

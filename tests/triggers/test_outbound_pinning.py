@@ -70,3 +70,56 @@ def test_a_pinned_delivery_refuses_a_certificate_for_another_name(
         outcome = _send(served.port)
     assert outcome.code is None and served.hosts == []
     assert "certificate" in outcome.error.lower() or "ssl" in outcome.error.lower()
+
+
+def test_an_internationalised_receiver_name_is_sent_in_its_ascii_form(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "xn--bcher-kva.example":
+            asked.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                     (PUBLIC, int(port or 0)))]
+        return real(host, port, *args, **kwargs)
+
+    sent: list[tuple[str, str, Any]] = []
+
+    def post(client: Any, url: Any, **kwargs: Any) -> Any:
+        sent.append((str(url), kwargs["headers"]["Host"], kwargs["extensions"]))
+        raise deliveries.httpx2.ConnectError("not connecting in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(deliveries.httpx2.Client, "post", post)
+    outcome = deliveries.send("https://bücher.example/hook", "whsec-test", b"{}", {})
+    assert asked == ["xn--bcher-kva.example"]
+    assert sent == [(f"https://{PUBLIC}/hook", "xn--bcher-kva.example",
+                     {"sni_hostname": "xn--bcher-kva.example"})]
+    assert "ConnectError" in outcome.error and not outcome.permanent
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example:99999/x", "https://hooks.example:0/x",
+                                 "https://hooks.example:abc/x"])
+def test_a_receiver_url_with_an_impossible_port_ends_recorded_not_stuck(url: str) -> None:
+    # A URL stored before ports were validated: the attempt ends (permanently), with why.
+    outcome = deliveries.send(url, "whsec-test", b"{}", {})
+    assert outcome.permanent and outcome.code is None and "invalid URL" in outcome.error
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("port", ["99999", "0", "abc"])
+def test_creating_a_webhook_with_an_impossible_port_names_the_field(org_a: Any,
+                                                                     port: str) -> None:
+    from station.core.errors import InvalidInput
+    from station.triggers import services
+    from tenants.models import Environment
+    from tests.fixtures import SYSTEM
+
+    with org_a.scope(), pytest.raises(InvalidInput) as refused:
+        services.create_outbound_webhook(actor=SYSTEM,
+                                         environment=Environment.objects.get(slug="dev"),
+                                         url=f"https://hooks.example:{port}/station")
+    assert refused.value.errors == {"url": ["The port must be a number from 1 to 65535."]}
