@@ -294,6 +294,12 @@ WEBHOOK_RETRY_BASE_SECONDS = env_int("STATION_WEBHOOK_RETRY_BASE_SECONDS", 30)
 WEBHOOK_TIMEOUT_SECONDS = env_int("STATION_WEBHOOK_TIMEOUT_SECONDS", 10)
 # Off: outbound webhooks may not reach loopback, private or link-local addresses (SSRF).
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+# Where MCP servers over HTTP and model providers' base URLs may point (station.core.egress):
+# "private" (default) anything but link-local (the cloud metadata service), unspecified,
+# multicast or reserved addresses; "public" public addresses only, for a shared deployment.
+OUTBOUND_NETWORKS = env_str("STATION_OUTBOUND_NETWORKS", "private")
+if OUTBOUND_NETWORKS not in ("private", "public"):
+    raise ImproperlyConfigured("STATION_OUTBOUND_NETWORKS must be 'private' or 'public'.")
 # Off: what SSO set-up and sign-in fetch (SAML IdP metadata URLs; OIDC issuers, token and
 # JWKS endpoints) must be https on public addresses (SSRF). The OIDC name is the former one,
 # still honoured: either switch lifts the guard (station.identity.fetch).

@@ -1,5 +1,12 @@
-"""Where Station may connect when a URL comes from a tenant (SSO metadata, OIDC endpoints,
-outbound webhooks): public addresses only, judged once and then connected to.
+"""Where Station may connect when a URL comes from a tenant, judged once and then connected to.
+
+Two rules. `is_public`, for SSO metadata and OIDC endpoints and for outbound webhooks:
+public addresses only. `is_reachable_for_tools`, for MCP servers over HTTP and model
+providers' base URLs, set by the operator (`STATION_OUTBOUND_NETWORKS`): "private" (the
+default: a self-hosted Station reaches internal MCP servers and model gateways, but never
+link-local addresses — the cloud metadata service — nor unspecified, multicast or reserved
+ones) or "public" (as `is_public`, for a deployment shared by organizations that must not
+reach its network).
 
 One rule for every such client, so that they cannot drift apart: an address is public when
 it is globally routable and, for an IPv6 address that carries an IPv4 one (IPv4-mapped,
@@ -14,6 +21,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+from django.conf import settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -50,9 +62,23 @@ def is_public(address: Address) -> bool:
     return embedded is None or embedded.is_global
 
 
-def judged_addresses(host: str, port: int | None = None) -> list[str]:
-    """Every address `host` resolves to, each judged public; NotPublic otherwise. Connect to
-    one of these, never to the name (a second lookup may answer differently)."""
+def is_reachable_for_tools(address: Address) -> bool:
+    """The operator's rule for MCP servers and model providers (see the module doc). An
+    IPv6 address carrying an IPv4 one is judged by that IPv4 address."""
+    if getattr(settings, "OUTBOUND_NETWORKS", "private") == "public":
+        return is_public(address)
+    if isinstance(address, ipaddress.IPv6Address):
+        address = _embedded_ipv4(address) or address
+    return not (address.is_link_local or address.is_unspecified or address.is_multicast
+                or (address.is_reserved and not address.is_loopback))
+
+
+def judged_addresses(host: str, port: int | None = None,
+                     rule: Callable[[Address], bool] | None = None) -> list[str]:
+    """Every address `host` resolves to, each passing `rule` (default `is_public`); NotPublic
+    otherwise. Connect to one of these, never to the name (a second lookup may answer
+    differently)."""
+    rule = rule or is_public
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -62,12 +88,58 @@ def judged_addresses(host: str, port: int | None = None) -> list[str]:
     if not addresses:
         raise NotPublic("unresolvable", f"cannot resolve {host!r}")
     for address in addresses:
-        if not is_public(ipaddress.ip_address(address)):
-            raise NotPublic("not_public",
-                            f"{host} resolves to a non-public address ({address})")
+        if not rule(ipaddress.ip_address(address)):
+            kind = "non-public" if rule is is_public else "refused"
+            raise NotPublic("not_public", f"{host} resolves to a {kind} address ({address})")
     return addresses
 
 
 def url_host(address: str) -> str:
     """`address` as it appears in a URL's or Host header's host part (IPv6 in brackets)."""
     return f"[{address}]" if ":" in address else address
+
+
+def pinned_request(request: httpx2.Request, rule: Callable[[Address], bool]) -> httpx2.Request:
+    """`request` aimed at an address of its host that passes `rule` (the first), with the
+    name kept for the Host header (httpx set it from the URL), SNI and the certificate
+    check; httpx ConnectError (what SDKs treat as a connection failure) when refused."""
+    host = request.url.raw_host.decode("ascii")
+    try:
+        address = judged_addresses(host, request.url.port, rule)[0]
+    except NotPublic as exc:
+        raise httpx2.ConnectError(exc.detail, request=request) from exc
+    extensions = dict(request.extensions)
+    if request.url.scheme == "https":
+        extensions["sni_hostname"] = host
+    return httpx2.Request(request.method, request.url.copy_with(host=address),
+                          headers=request.headers, stream=request.stream, extensions=extensions)
+
+
+class PinnedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """An httpx transport connecting only to addresses that pass `rule` (`pinned_request`)."""
+
+    def __init__(self, rule: Callable[[Address], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._rule = rule
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await super().handle_async_request(pinned_request(request, self._rule))
+
+
+class PinnedTransport(httpx2.HTTPTransport):
+    """PinnedAsyncTransport for synchronous clients (the model providers' SDKs)."""
+
+    def __init__(self, rule: Callable[[Address], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._rule = rule
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        return super().handle_request(pinned_request(request, self._rule))
+
+
+def check_tool_url(url: str) -> None:
+    """NotPublic when `url`'s host resolves to an address the operator's rule for MCP servers
+    and model providers refuses (an early, clear refusal; the pinned transports judge the
+    addresses they connect to again)."""
+    parsed = httpx2.URL(url)
+    judged_addresses(parsed.raw_host.decode("ascii"), parsed.port, is_reachable_for_tools)

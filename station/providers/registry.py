@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from django.db import transaction
 
+from station.core import egress
 from station.core.errors import NotFound
 from station.providers.base import LLMProvider, ProviderConfig, ProviderError
 from station.providers.models import ModelProvider
@@ -92,6 +93,15 @@ def connect(environment: Environment, name: str, *, actor: Principal,
             shown = redact(base_url, secrets)
             raise ProviderError(f"Connection {name!r} has base URL {shown!r}, which is not an "
                                 "http(s) URL.", kind="config")
+        try:  # the operator's rule (STATION_OUTBOUND_NETWORKS), before any credential is sent
+            egress.check_tool_url(base_url)
+        except egress.NotPublic as exc:
+            if exc.reason == "not_public":
+                raise ProviderError(
+                    f"Connection {name!r}: {redact(exc.detail, secrets)}; model providers "
+                    "are never reached on link-local addresses such as the cloud metadata "
+                    "service, nor on private ones when the operator set "
+                    "STATION_OUTBOUND_NETWORKS=public.", kind="config") from None
     if connection.kind != ModelProvider.SCRIPTED and not api_key:
         what = "references an empty secret" if connection.api_key else "has no API key"
         raise ProviderError(f"Connection {name!r} {what}: store the key in the vault and "

@@ -34,8 +34,8 @@ from mcp import types as mcp_types
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
+from station.core import egress
 from station.tools import services
 from station.tools.hashing import ToolDefinition
 from station.tools.models import McpServer
@@ -219,8 +219,24 @@ def _client(config: _Config, errlog: TextIO, timeout: float) -> Client:
             raise DiscoveryFailed(f"Command not found: {config.command!r} ({where}).")
         transport = stdio_client(stdio_parameters(config), errlog=errlog)
     else:
+        _check_destination(config.url)
         transport = _http_transport(config, timeout)
     return Client(transport, mode="legacy", read_timeout_seconds=timeout)
+
+
+def _check_destination(url: str) -> None:
+    """The operator's rule for where MCP servers may be (STATION_OUTBOUND_NETWORKS), as a
+    clear refusal before connecting; the transport judges the addresses it connects to."""
+    try:
+        egress.check_tool_url(url)
+    except egress.NotPublic as exc:
+        if exc.reason == "unresolvable":
+            raise DiscoveryFailed(f"Cannot connect to the server ({url}): {exc.detail}.") \
+                from None
+        raise DiscoveryFailed(f"Refused to connect to the server ({url}): {exc.detail}; "
+                              "link-local addresses such as the cloud metadata service are "
+                              "never reached, nor private ones when the operator set "
+                              "STATION_OUTBOUND_NETWORKS=public.") from None
 
 
 @asynccontextmanager
@@ -228,8 +244,12 @@ async def _http_transport(config: _Config,
                           timeout: float) -> AsyncIterator[TransportStreams]:
     """Streamable HTTP with the server's (resolved) headers: 2.x takes them on the httpx2
     client it is given."""
-    http = create_mcp_http_client(headers=config.headers or None,
-                                  timeout=httpx2.Timeout(timeout, read=timeout))
+    # The MCP SDK's client settings (create_mcp_http_client: no redirects followed by httpx),
+    # on a transport that connects only to addresses the operator's rule allows.
+    http = httpx2.AsyncClient(headers=config.headers or None,
+                              timeout=httpx2.Timeout(timeout, read=timeout),
+                              transport=egress.PinnedAsyncTransport(
+                                  egress.is_reachable_for_tools))
 
     async def note_errors(response: httpx2.Response) -> None:
         if response.status_code >= 400 and response.request.method != "DELETE":
