@@ -109,33 +109,18 @@ def _parsed(url: str) -> httpx2.URL:
     return parsed
 
 
-def check_destination(url: str) -> list[str]:
-    """The public addresses the webhook's host resolves to (station.core.egress's rule: a
-    webhook URL must not reach the cloud metadata service or internal systems); an empty
-    list when STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on (nothing judged, the client
-    resolves). DestinationRefused otherwise."""
+def check_destination(url: str) -> None:
+    """DestinationRefused unless the webhook's host resolves to public addresses only
+    (station.core.egress's rule: a webhook URL must not reach the cloud metadata service or
+    internal systems) or STATION_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on; an early, permanent
+    refusal (the transport judges the address it connects to again)."""
     parsed = _parsed(url)
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
-        return []
+        return
     try:
-        return egress.judged_addresses(parsed.raw_host.decode("ascii"), parsed.port)
+        egress.judged_addresses(parsed.raw_host.decode("ascii"), parsed.port)
     except egress.NotPublic as exc:
         raise DestinationRefused(f"{exc.detail}; refused") from exc
-
-
-def _pinned(url: str, addresses: list[str]) -> tuple[httpx2.URL, dict[str, str],
-                                                     dict[str, Any]]:
-    """The request to make so that the connection goes to a judged address: the URL with
-    that address as its host, the Host header, and (https) the name for SNI and the
-    certificate check (ASCII, as sent on the wire) — no second lookup that could answer
-    differently."""
-    parsed = _parsed(url)
-    if not addresses:
-        return parsed, {}, {}
-    host = parsed.raw_host.decode("ascii")
-    host_header = egress.url_host(host) + (f":{parsed.port}" if parsed.port else "")
-    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-    return parsed.copy_with(host=addresses[0]), {"Host": host_header}, extensions
 
 
 @dataclass
@@ -152,19 +137,21 @@ class Outcome:
 
 def send(url: str, secret: str, body: bytes, headers: dict[str, str]) -> Outcome:
     try:
-        addresses = check_destination(url)
+        check_destination(url)
     except DestinationRefused as exc:
         return Outcome(error=str(exc), permanent=True)
-    target, host, extensions = _pinned(url, addresses)
     timestamp = int(time.time())
-    signed = {**headers, **host, "Content-Type": "application/json", "User-Agent": USER_AGENT,
+    signed = {**headers, "Content-Type": "application/json", "User-Agent": USER_AGENT,
               "Station-Timestamp": str(timestamp),
               "Station-Signature": "v1=" + secrets.sign(secret, timestamp, body)}
+    # Connect only to an address judged public at connect time (no DNS rebinding), the
+    # receiver's name kept for TLS and the Host header.
+    transport = (None if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
+                 else egress.PinnedTransport(egress.is_public))
     try:
-        with httpx2.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-                           follow_redirects=False) as client:
-            response = client.post(target, content=body, headers=signed,
-                                   extensions=extensions)
+        with httpx2.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False,
+                           transport=transport) as client:
+            response = client.post(url, content=body, headers=signed)
     except Exception as exc:  # an attempt always ends recorded (a retry), never stuck pending
         if not isinstance(exc, httpx2.HTTPError):
             log.warning("webhook delivery failed unexpectedly", exc_info=True)

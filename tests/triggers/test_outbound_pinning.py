@@ -26,22 +26,15 @@ def _send(port: int) -> deliveries.Outcome:
 
 def test_a_receiver_rebound_to_a_private_address_after_the_check_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Public while checked, loopback (where a server answers) when the client connects: the
+    # transport judges the address it connects to, so the delivery never reaches it (its
+    # answer would be stored in the delivery log for the org to read).
     looked_up = resolve_in_turn(monkeypatch, [PUBLIC, "127.0.0.1"])
-    targets: list[tuple[str, Any]] = []
-
-    def post(client: Any, url: str, **kwargs: Any) -> Any:
-        targets.append((str(url), kwargs["headers"]["Host"]))
-        raise deliveries.httpx2.ConnectError("not connecting in this test")
-
     with tls_server(tmp_path, monkeypatch) as served:
-        # The judged address is the public one: the delivery goes there (not reachable from
-        # this sandbox, hence no real connect) and never to the loopback server the name
-        # points at by the time a second lookup would be made.
-        monkeypatch.setattr(deliveries.httpx2.Client, "post", post)
         outcome = _send(served.port)
-    assert looked_up == [PUBLIC] and served.hosts == []
-    assert targets == [(f"https://{PUBLIC}:{served.port}/hook", f"{NAME}:{served.port}")]
-    assert outcome.code is None and "ConnectError" in outcome.error
+    assert looked_up == [PUBLIC, "127.0.0.1"] and served.hosts == []
+    assert outcome.code is None and not outcome.permanent  # retried, like any connect error
+    assert "non-public address (127.0.0.1)" in outcome.error
 
 
 def test_a_receiver_resolving_to_a_private_address_is_refused_permanently(
@@ -59,7 +52,8 @@ def test_a_pinned_delivery_keeps_the_name_for_tls_and_the_host_header(
     with tls_server(tmp_path, monkeypatch) as served:
         outcome = _send(served.port)
     assert outcome.ok, outcome.error
-    assert served.hosts == [f"{NAME}:{served.port}"] and looked_up == ["127.0.0.1"]
+    assert served.hosts == [f"{NAME}:{served.port}"]
+    assert looked_up == ["127.0.0.1", "127.0.0.1"]  # the early check, the connection's own
 
 
 def test_a_pinned_delivery_refuses_a_certificate_for_another_name(
@@ -73,32 +67,28 @@ def test_a_pinned_delivery_refuses_a_certificate_for_another_name(
 
 
 def test_an_internationalised_receiver_name_is_sent_in_its_ascii_form(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
+    ascii_name = "xn--bcher-kva.example"
     real = socket.getaddrinfo
     asked: list[str] = []
 
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == "xn--bcher-kva.example":
-            asked.append(host)
-            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                     (PUBLIC, int(port or 0)))]
-        return real(host, port, *args, **kwargs)
-
-    sent: list[tuple[str, str, Any]] = []
-
-    def post(client: Any, url: Any, **kwargs: Any) -> Any:
-        sent.append((str(url), kwargs["headers"]["Host"], kwargs["extensions"]))
-        raise deliveries.httpx2.ConnectError("not connecting in this test")
+        if host != ascii_name:
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 ("127.0.0.1", int(port or 0)))]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(deliveries.httpx2.Client, "post", post)
-    outcome = deliveries.send("https://bücher.example/hook", "whsec-test", b"{}", {})
-    assert asked == ["xn--bcher-kva.example"]
-    assert sent == [(f"https://{PUBLIC}/hook", "xn--bcher-kva.example",
-                     {"sni_hostname": "xn--bcher-kva.example"})]
-    assert "ConnectError" in outcome.error and not outcome.permanent
+    trust_loopback(monkeypatch)
+    with tls_server(tmp_path, monkeypatch, ascii_name) as served:
+        outcome = deliveries.send(f"https://bücher.example:{served.port}/hook", "whsec-test",
+                                  b"{}", {})
+    assert outcome.ok, outcome.error
+    assert asked == [ascii_name, ascii_name]
+    assert served.hosts == [f"{ascii_name}:{served.port}"]  # and the certificate matched
 
 
 @pytest.mark.parametrize("url", ["https://hooks.example:99999/x", "https://hooks.example:0/x",
