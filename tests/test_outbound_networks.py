@@ -32,7 +32,8 @@ WORKER = Principal.system("test worker")
 
 @pytest.mark.parametrize("address", [
     "169.254.169.254", "fe80::1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
-    "2002:a9fe:a9fe::1", "0.0.0.0", "::", "224.0.0.1", "240.0.0.1"])  # noqa: S104
+    "2002:a9fe:a9fe::1", "0.0.0.0", "::", "224.0.0.1", "240.0.0.1",  # noqa: S104
+    "fd00:ec2::254", "100.100.100.200"])  # AWS IPv6 and Alibaba metadata services
 def test_link_local_and_other_unusable_addresses_are_never_reached(address: str) -> None:
     assert not egress.is_reachable_for_tools(ipaddress.ip_address(address))
 
@@ -90,6 +91,26 @@ def test_a_name_rebound_to_the_metadata_service_is_refused_at_connect(
     assert looked_up == ["127.0.0.1", "169.254.169.254"] and hosts == []
 
 
+def test_the_transport_tries_the_next_judged_address_when_one_refuses(
+        loopback: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # `localhost` often resolves to ::1 first while a server listens on 127.0.0.1 only.
+    port, hosts = loopback
+    resolve_in_turn_all(monkeypatch, ["::1", "127.0.0.1"])
+    with httpx2.Client(transport=egress.PinnedTransport(egress.is_reachable_for_tools)) as c:
+        assert c.get(f"http://{NAME}:{port}/x").status_code == 204
+    assert hosts == [f"{NAME}:{port}"]
+
+
+def test_an_environment_proxy_decides_instead_of_the_pin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rule = egress.is_reachable_for_tools
+    assert egress.pinned_transport("https://llm.example/v1", rule) is not None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    assert egress.pinned_transport("https://llm.example/v1", rule) is None
+    monkeypatch.setenv("NO_PROXY", "llm.example")
+    assert egress.pinned_transport("https://llm.example/v1", rule) is not None
+
+
 # --- MCP servers and model providers ----------------------------------------------------------
 
 
@@ -141,3 +162,44 @@ def test_a_provider_pointed_at_the_metadata_service_is_a_config_error(
     assert "169.254.169.254" in str(refused.value) and "sk-canary-7781" not in str(
         refused.value)
     assert "cloud metadata service" in str(refused.value)
+
+
+@pytest.mark.django_db
+def test_a_provider_name_resolving_to_the_metadata_service_is_refused_at_connect(
+        org_a: OrgFixture, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No lookup while the run sets up (no I/O in its transaction): the transport refuses.
+    settings.VAULT_REVEAL_ALLOWED = True
+    from station.providers.base import Message, ModelRequest
+    from station.vault import services as vault
+
+    resolve_in_turn(monkeypatch, ["169.254.169.254"])
+    with org_a.scope():
+        env = Environment.objects.get(slug="staging")
+        vault.set_secret(actor=SYSTEM, environment=env, name="KEY", value="sk-canary-7782")
+        providers.create_provider(actor=SYSTEM, environment=env, name="gw", kind="openai",
+                                  base_url=f"http://{NAME}/v1", api_key="${secret:KEY}",
+                                  max_retries=0)
+        provider, _ = registry.connect(env, "gw", actor=SYSTEM, purpose="run")
+    try:
+        with pytest.raises(ProviderError) as refused:
+            provider.complete(ModelRequest(model="m", messages=[Message("user", "hi")]))
+    finally:
+        provider.close()
+    assert refused.value.kind == "connection"
+    assert "refused address (169.254.169.254)" in str(refused.value)
+    assert "sk-canary-7782" not in str(refused.value)
+
+
+def resolve_in_turn_all(monkeypatch: pytest.MonkeyPatch, addresses: list[str]) -> None:
+    """Resolve NAME to all of `addresses` at once (in that order)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != NAME:
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM,
+                 socket.IPPROTO_TCP, "", (a, int(port or 0))) for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

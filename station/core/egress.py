@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import urllib.request
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import anyio
 import httpx2
 from django.conf import settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Cloud metadata services outside link-local space: AWS's IPv6 one (Nitro) is unique-local,
+# Alibaba's sits in the carrier-grade NAT block; both are otherwise "private" addresses.
+_METADATA_SERVICES = frozenset({ipaddress.ip_address("fd00:ec2::254"),
+                                ipaddress.ip_address("100.100.100.200")})
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
@@ -70,7 +77,8 @@ def is_reachable_for_tools(address: Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         address = _embedded_ipv4(address) or address
     return not (address.is_link_local or address.is_unspecified or address.is_multicast
-                or (address.is_reserved and not address.is_loopback))
+                or (address.is_reserved and not address.is_loopback)
+                or address in _METADATA_SERVICES)
 
 
 def judged_addresses(host: str, port: int | None = None,
@@ -99,15 +107,20 @@ def url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def pinned_request(request: httpx2.Request, rule: Callable[[Address], bool]) -> httpx2.Request:
-    """`request` aimed at an address of its host that passes `rule` (the first), with the
-    name kept for the Host header (httpx set it from the URL), SNI and the certificate
-    check; httpx ConnectError (what SDKs treat as a connection failure) when refused."""
+def _judged(request: httpx2.Request, rule: Callable[[Address], bool]) -> tuple[str, list[str]]:
+    """The request's host (ASCII) and its addresses, every one passing `rule`; httpx
+    ConnectError (what SDKs treat as a connection failure) when one is refused."""
     host = request.url.raw_host.decode("ascii")
     try:
-        address = judged_addresses(host, request.url.port, rule)[0]
+        addresses = judged_addresses(host, request.url.port, rule)
     except NotPublic as exc:
         raise httpx2.ConnectError(exc.detail, request=request) from exc
+    return host, list(dict.fromkeys(addresses))
+
+
+def _aimed(request: httpx2.Request, host: str, address: str) -> httpx2.Request:
+    """`request` sent to `address`, the name kept for the Host header (httpx set it from the
+    URL), SNI and the certificate check."""
     extensions = dict(request.extensions)
     if request.url.scheme == "https":
         extensions["sni_hostname"] = host
@@ -115,26 +128,62 @@ def pinned_request(request: httpx2.Request, rule: Callable[[Address], bool]) -> 
                           headers=request.headers, stream=request.stream, extensions=extensions)
 
 
-class PinnedAsyncTransport(httpx2.AsyncHTTPTransport):
-    """An httpx transport connecting only to addresses that pass `rule` (`pinned_request`)."""
-
-    def __init__(self, rule: Callable[[Address], bool], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._rule = rule
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        return await super().handle_async_request(pinned_request(request, self._rule))
-
-
 class PinnedTransport(httpx2.HTTPTransport):
-    """PinnedAsyncTransport for synchronous clients (the model providers' SDKs)."""
+    """An httpx transport that connects only to addresses passing `rule`: it resolves the
+    host itself, judges every address and tries them in order (as httpx would: `localhost`
+    may answer on 127.0.0.1 only after ::1 refused), never resolving again."""
 
     def __init__(self, rule: Callable[[Address], bool], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._rule = rule
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        return super().handle_request(pinned_request(request, self._rule))
+        host, addresses = _judged(request, self._rule)
+        for address in addresses[:-1]:
+            try:  # a failed connect sent nothing: the next address may take the request
+                return super().handle_request(_aimed(request, host, address))
+            except httpx2.ConnectError:
+                continue
+        return super().handle_request(_aimed(request, host, addresses[-1]))
+
+
+class PinnedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """PinnedTransport for asynchronous clients (MCP over HTTP); the lookup runs in a thread
+    so a slow resolver does not stall the event loop's other sessions."""
+
+    def __init__(self, rule: Callable[[Address], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._rule = rule
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        host, addresses = await anyio.to_thread.run_sync(_judged, request, self._rule)
+        for address in addresses[:-1]:
+            try:
+                return await super().handle_async_request(_aimed(request, host, address))
+            except httpx2.ConnectError:
+                continue
+        return await super().handle_async_request(_aimed(request, host, addresses[-1]))
+
+
+def _proxied(url: str) -> bool:
+    """Whether an HTTP(S) proxy from the environment applies to `url` (then the proxy
+    resolves the name and decides where requests go; Station cannot pin an address)."""
+    parsed = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    return bool(proxy) and not urllib.request.proxy_bypass(parsed.hostname or "")
+
+
+def pinned_transport(url: str, rule: Callable[[Address], bool], **kwargs: Any
+                     ) -> PinnedTransport | None:
+    """A PinnedTransport for a client of `url`, or None (the client's default transport,
+    with the environment's proxies) when a proxy applies to it."""
+    return None if _proxied(url) else PinnedTransport(rule, **kwargs)
+
+
+def pinned_async_transport(url: str, rule: Callable[[Address], bool], **kwargs: Any
+                           ) -> PinnedAsyncTransport | None:
+    return None if _proxied(url) else PinnedAsyncTransport(rule, **kwargs)
 
 
 def check_tool_url(url: str) -> None:
@@ -143,3 +192,15 @@ def check_tool_url(url: str) -> None:
     addresses they connect to again)."""
     parsed = httpx2.URL(url)
     judged_addresses(parsed.raw_host.decode("ascii"), parsed.port, is_reachable_for_tools)
+
+
+def check_tool_url_literal(url: str) -> None:
+    """check_tool_url for a URL whose host is an IP address; nothing for a name (no lookup:
+    for callers that must not do I/O, the transport judges names when it connects)."""
+    host = httpx2.URL(url).raw_host.decode("ascii")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not is_reachable_for_tools(address):
+        raise NotPublic("not_public", f"{host} is a refused address")

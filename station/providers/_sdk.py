@@ -12,11 +12,29 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from typing import Any
 
+from station.core import egress
 from station.providers.base import ErrorKind, ProviderError, ToolSpec
 
 _MAX_QUOTE = 300
+# TCP keepalive, as the Anthropic SDK sets on its own transport: a long non-streaming call
+# must not lose an idle connection in a NAT or load balancer.
+_KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+              *((socket.IPPROTO_TCP, getattr(socket, name), value)
+                for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 60),
+                                    ("TCP_KEEPCNT", 5)) if hasattr(socket, name))]
+
+
+def http_client(default_client: Any, base_url: str) -> Any:
+    """The SDK's own client class and defaults, on a transport that connects only where
+    the operator's rule allows (station.core.egress); when an environment proxy applies,
+    the SDK's usual transport (the proxy decides)."""
+    transport = egress.pinned_transport(base_url, egress.is_reachable_for_tools,
+                                        socket_options=_KEEPALIVE)
+    return default_client(transport=transport) if transport is not None else default_client()
+
 # Key-shaped tokens, masked or not: sk-…, sk-proj-…, sk-ant-…, and long opaque strings.
 _KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}|\b[A-Za-z0-9_\-]{32,}\b")
 

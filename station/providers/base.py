@@ -123,3 +123,7 @@ class LLMProvider(Protocol):
     def complete(self, request: ModelRequest) -> ModelResponse:
         """One model call. Raises ProviderError."""
         ...
+
+    def close(self) -> None:
+        """Release the provider's connections (the run is over)."""
+        ...

@@ -13,7 +13,6 @@ from typing import Any, cast
 
 import openai
 
-from station.core import egress
 from station.providers import _sdk
 from station.providers.base import (
     Message,
@@ -89,8 +88,8 @@ class OpenAIProvider:
             api_key=config.api_key, base_url=config.base_url or DEFAULT_BASE_URL,
             timeout=float(config.timeout_seconds), max_retries=config.max_retries,
             # The SDK's client defaults, connecting only where the operator's rule allows.
-            http_client=openai.DefaultHttpxClient(
-                transport=egress.PinnedTransport(egress.is_reachable_for_tools)))
+            http_client=_sdk.http_client(openai.DefaultHttpxClient,
+                                         config.base_url or DEFAULT_BASE_URL))
 
     def close(self) -> None:
         self._client.close()

@@ -93,8 +93,11 @@ def connect(environment: Environment, name: str, *, actor: Principal,
             shown = redact(base_url, secrets)
             raise ProviderError(f"Connection {name!r} has base URL {shown!r}, which is not an "
                                 "http(s) URL.", kind="config")
-        try:  # the operator's rule (STATION_OUTBOUND_NETWORKS), before any credential is sent
-            egress.check_tool_url(base_url)
+        # The operator's rule (STATION_OUTBOUND_NETWORKS) for an address in the URL, before
+        # any credential is sent; no lookup here (the run's setup transaction does no I/O):
+        # the pinned transport judges a name's addresses when it connects.
+        try:
+            egress.check_tool_url_literal(base_url)
         except egress.NotPublic as exc:
             if exc.reason == "not_public":
                 raise ProviderError(

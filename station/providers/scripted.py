@@ -150,6 +150,9 @@ class ScriptedProvider:
     def __init__(self, config: ProviderConfig) -> None:
         self._config = config
 
+    def close(self) -> None:
+        """Nothing to release (no connections)."""
+
     def complete(self, request: ModelRequest) -> ModelResponse:
         scenario = request.parameters.get("scenario")
         problems = _problems(scenario)

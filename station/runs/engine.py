@@ -152,6 +152,7 @@ class _Loop:
         self.principal = Principal.for_run(run.pk, run.agent.name)
         self.purpose = f"run {run.pk} of agent {run.agent.name}"
         self.pool = SessionPool(actor=self.principal, purpose=self.purpose)
+        self.provider: LLMProvider | None = None
         self.secret_values: list[str] = []
         self.sequence = 0
         # cancel_requested as read under the run's row lock by the claim or the last step
@@ -290,13 +291,16 @@ class _Loop:
             return self._run()
         except _Stop as stop:
             return stop.outcome
+        finally:
+            if self.provider is not None:  # its HTTP connections end with the run
+                self.provider.close()
 
     def _run(self) -> Outcome:
         # Everything the run reads to start, in one short transaction (no I/O inside).
         with transaction.atomic():
             steps = list(RunStep.objects.filter(run=self.run_row).order_by("sequence"))
             messages = self._conversation(steps)
-            provider = self._provider()
+            provider = self.provider = self._provider()
             specs, names = self._tools()
         self.sequence = steps[-1].sequence if steps else 0
         model_calls = sum(1 for s in steps if s.kind == RunStep.MODEL)

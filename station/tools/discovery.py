@@ -248,8 +248,8 @@ async def _http_transport(config: _Config,
     # on a transport that connects only to addresses the operator's rule allows.
     http = httpx2.AsyncClient(headers=config.headers or None,
                               timeout=httpx2.Timeout(timeout, read=timeout),
-                              transport=egress.PinnedAsyncTransport(
-                                  egress.is_reachable_for_tools))
+                              transport=egress.pinned_async_transport(
+                                  config.url, egress.is_reachable_for_tools))
 
     async def note_errors(response: httpx2.Response) -> None:
         if response.status_code >= 400 and response.request.method != "DELETE":

@@ -144,11 +144,11 @@ def send(url: str, secret: str, body: bytes, headers: dict[str, str]) -> Outcome
     signed = {**headers, "Content-Type": "application/json", "User-Agent": USER_AGENT,
               "Station-Timestamp": str(timestamp),
               "Station-Signature": "v1=" + secrets.sign(secret, timestamp, body)}
-    # Connect only to an address judged public at connect time (no DNS rebinding), the
-    # receiver's name kept for TLS and the Host header.
-    transport = (None if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
-                 else egress.PinnedTransport(egress.is_public))
     try:
+        # Connect only to an address judged public at connect time (no DNS rebinding), the
+        # receiver's name kept for TLS and the Host header.
+        transport = (None if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
+                     else egress.pinned_transport(url, egress.is_public))
         with httpx2.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False,
                            transport=transport) as client:
             response = client.post(url, content=body, headers=signed)

@@ -41,6 +41,7 @@ def celery_worker(settings: Any, committed_db: None) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     from station.celery import app
+    from station.testing.celery import worker_thread_connections_closed
 
     settings.VAULT_REVEAL_ALLOWED = True  # this process plays the worker too
     settings.RUN_HEARTBEAT_SECONDS = 1
@@ -49,7 +50,8 @@ def celery_worker(settings: Any, committed_db: None) -> Iterator[Any]:
     before = {key: app.conf.get(key) for key in keys}
     app.conf.update(broker_url="memory://", result_backend=None, task_always_eager=False)
     _forget_connections(app)
-    with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
+    with worker_thread_connections_closed(), start_worker(
+            app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
         yield w
     app.conf.update(before)
     _forget_connections(app)

@@ -11,6 +11,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
 from station.celery import app
+from station.testing.celery import worker_thread_connections_closed
 from tenants.tasks import org_ping
 
 
@@ -37,7 +38,8 @@ def worker(broker: str, committed_db: None) -> Iterator[Any]:
         result_backend=broker.replace("redis+socket", "redis+socket"),
         task_always_eager=False,
     )
-    with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
+    with worker_thread_connections_closed(), start_worker(
+            app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
         yield w
     app.conf.update(result_backend=None)
 

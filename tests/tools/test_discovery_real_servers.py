@@ -341,12 +341,13 @@ def celery_worker(celery_broker: str, committed_db: None) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     from station.celery import app
-    from station.testing.celery import point_celery_at
+    from station.testing.celery import point_celery_at, worker_thread_connections_closed
 
     saved = app.conf.broker_url, app.conf.result_backend
     # Drops the cached backend too: an earlier send in this process may have cached none.
     point_celery_at(app, celery_broker, celery_broker)
-    with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
+    with worker_thread_connections_closed(), start_worker(
+            app, perform_ping_check=False, pool="solo", shutdown_timeout=10) as w:
         yield w
     point_celery_at(app, *saved)
 
