@@ -107,6 +107,14 @@ def url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def _is_address(raw_host: bytes) -> bool:
+    try:
+        ipaddress.ip_address(raw_host.decode("ascii"))
+    except ValueError:
+        return False
+    return True
+
+
 def _judged(request: httpx2.Request, rule: Callable[[Address], bool]) -> tuple[str, list[str]]:
     """The request's host (ASCII) and its addresses, every one passing `rule`; httpx
     ConnectError (what SDKs treat as a connection failure) when one is refused."""
@@ -156,7 +164,10 @@ class PinnedAsyncTransport(httpx2.AsyncHTTPTransport):
         self._rule = rule
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        host, addresses = await anyio.to_thread.run_sync(_judged, request, self._rule)
+        if _is_address(request.url.raw_host):  # nothing to look up: no thread hop
+            host, addresses = _judged(request, self._rule)
+        else:
+            host, addresses = await anyio.to_thread.run_sync(_judged, request, self._rule)
         for address in addresses[:-1]:
             try:
                 return await super().handle_async_request(_aimed(request, host, address))
